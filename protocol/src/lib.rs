@@ -1,0 +1,9 @@
+//! The lisafs protocol: gVisor's LInux SAndbox FileSystem protocol, byte for byte.
+//!
+//! - [`wire`]: every message's layout, its encoder and its bounds-checked decoder. No I/O.
+//! - [`transport`]: moving frames (and donated FDs) between client and server.
+//!
+//! This crate does no filesystem work; the server and client crates build on it.
+
+pub mod transport;
+pub mod wire;

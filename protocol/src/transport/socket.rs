@@ -1,0 +1,260 @@
+//! Framing over an AF_UNIX `SOCK_STREAM` socket: `[SocketHeader][payload]`, with donated
+//! FDs as one `SCM_RIGHTS` message on the first `sendmsg` of a frame.
+//!
+//! The receiver sizes its control buffer from the number of FDs the MID may carry (the
+//! header has no FD count), accepts FDs only with the first bytes of the header, marks them
+//! close-on-exec as they arrive, and closes any beyond what it asked for. A payload longer
+//! than the caller's limit is reported before a byte of it is read or buffered.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::io::Errno;
+use rustix::net::{
+    recv, recvmsg, sendmsg, socketpair, AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage,
+    RecvFlags, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use zerocopy::IntoBytes;
+
+use crate::wire::SocketHeader;
+
+/// The most FDs one frame may carry. No lisafs message donates more than two.
+pub const MAX_FDS: usize = 4;
+
+/// Scratch size used to skip an oversized payload without buffering it.
+const DISCARD_CHUNK: usize = 64 * 1024;
+
+/// Why a frame could not be sent or received.
+#[derive(Debug, thiserror::Error)]
+pub enum SocketError {
+    /// The peer closed the connection between frames.
+    #[error("connection closed by peer")]
+    Closed,
+    /// The peer closed the connection in the middle of a frame.
+    #[error("connection closed mid-message ({received} of {expected} bytes)")]
+    UnexpectedEof {
+        /// Bytes of the header or payload received.
+        received: usize,
+        /// Bytes that were due.
+        expected: usize,
+    },
+    /// The payload is longer than allowed. On receive, the payload is still unread: the
+    /// caller may [`FramedSocket::discard`] it to stay in sync, or close the connection.
+    #[error("payload of {len} bytes for MID {mid} exceeds the limit of {max}")]
+    Oversized {
+        /// The frame's raw MID.
+        mid: u16,
+        /// Its declared payload length.
+        len: u64,
+        /// The limit it broke.
+        max: u64,
+    },
+    /// More FDs than [`MAX_FDS`] were given to send.
+    #[error("cannot send {0} FDs in one frame (at most {MAX_FDS})")]
+    TooManyFds(usize),
+    /// The socket call failed.
+    #[error("socket I/O failed: {0}")]
+    Io(#[from] Errno),
+}
+
+/// A received frame. The payload borrows the socket's receive buffer.
+#[derive(Debug)]
+pub struct Frame<'a> {
+    /// The raw MID from the header (unknown values included, so they can be answered).
+    pub mid: u16,
+    /// The payload.
+    pub payload: &'a [u8],
+    /// Donated FDs, close-on-exec, at most the number asked for; fewer if the peer sent
+    /// fewer.
+    pub fds: Vec<OwnedFd>,
+}
+
+/// One end of a lisafs socket connection.
+#[derive(Debug)]
+pub struct FramedSocket {
+    fd: OwnedFd,
+    /// Receive buffer. Its length only grows (to the largest payload accepted so far), so
+    /// it is zero-filled once rather than per frame.
+    buf: Vec<u8>,
+}
+
+impl FramedSocket {
+    /// Wraps a connected `SOCK_STREAM` Unix socket.
+    pub fn new(fd: OwnedFd) -> Self {
+        Self {
+            fd,
+            buf: Vec::new(),
+        }
+    }
+
+    /// A connected pair, both ends close-on-exec.
+    pub fn pair() -> Result<(Self, Self), SocketError> {
+        let (a, b) = socketpair(
+            AddressFamily::UNIX,
+            SocketType::STREAM,
+            SocketFlags::CLOEXEC,
+            None,
+        )?;
+        Ok((Self::new(a), Self::new(b)))
+    }
+
+    /// Gives the socket back.
+    pub fn into_inner(self) -> OwnedFd {
+        self.fd
+    }
+
+    /// Sends one frame. `fds` travel with the first bytes; they remain the caller's (the
+    /// kernel duplicates them into the peer).
+    pub fn send(
+        &self,
+        mid: u16,
+        payload: &[u8],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), SocketError> {
+        let payload_len = u32::try_from(payload.len()).map_err(|_| SocketError::Oversized {
+            mid,
+            len: payload.len() as u64,
+            max: u32::MAX.into(),
+        })?;
+        if fds.len() > MAX_FDS {
+            return Err(SocketError::TooManyFds(fds.len()));
+        }
+        let header = SocketHeader {
+            payload_len,
+            mid,
+            _pad: 0,
+        };
+        let mut iov = [IoSlice::new(header.as_bytes()), IoSlice::new(payload)];
+        let mut pending = &mut iov[..];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() {
+            // Cannot fail: the buffer has room for MAX_FDS and we checked the count.
+            control.push(SendAncillaryMessage::ScmRights(fds));
+        }
+        while !pending.is_empty() {
+            let sent =
+                retry_intr(|| sendmsg(&self.fd, pending, &mut control, SendFlags::NOSIGNAL))?;
+            if sent == 0 {
+                return Err(SocketError::Closed);
+            }
+            // The FDs went with the first bytes; continuation writes carry none.
+            control.clear();
+            IoSlice::advance_slices(&mut pending, sent);
+        }
+        Ok(())
+    }
+
+    /// Receives one frame whose payload may be at most `max_payload` bytes, accepting up to
+    /// `want_fds` donated FDs (more than [`MAX_FDS`] is treated as [`MAX_FDS`]).
+    pub fn recv(&mut self, max_payload: u32, want_fds: usize) -> Result<Frame<'_>, SocketError> {
+        let (header, fds) = self.recv_header(want_fds.min(MAX_FDS))?;
+        if header.payload_len > max_payload {
+            return Err(SocketError::Oversized {
+                mid: header.mid,
+                len: header.payload_len.into(),
+                max: max_payload.into(),
+            });
+        }
+        let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        read_exact(&self.fd, &mut self.buf[..len])?;
+        Ok(Frame {
+            mid: header.mid,
+            payload: &self.buf[..len],
+            fds,
+        })
+    }
+
+    /// Reads and drops `len` payload bytes (after [`SocketError::Oversized`]) through a
+    /// fixed-size scratch buffer, so the stream stays in sync without buffering them.
+    pub fn discard(&mut self, len: u64) -> Result<(), SocketError> {
+        let chunk = DISCARD_CHUNK.min(usize::try_from(len).unwrap_or(usize::MAX));
+        if self.buf.len() < chunk {
+            self.buf.resize(chunk, 0);
+        }
+        let mut left = len;
+        while left > 0 {
+            let n = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
+            read_exact(&self.fd, &mut self.buf[..n])?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Reads the 8-byte header. FDs are accepted only on the first read that returns data:
+    /// that is where the sender attached them.
+    fn recv_header(&self, want_fds: usize) -> Result<(SocketHeader, Vec<OwnedFd>), SocketError> {
+        let mut raw = [0u8; SocketHeader::SIZE];
+        let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+        let control_len = if want_fds == 0 {
+            0
+        } else {
+            rustix::cmsg_space!(ScmRights(want_fds))
+        };
+        let mut control = RecvAncillaryBuffer::new(&mut space[..control_len]);
+        let got = retry_intr(|| {
+            recvmsg(
+                &self.fd,
+                &mut [IoSliceMut::new(&mut raw)],
+                &mut control,
+                RecvFlags::CMSG_CLOEXEC,
+            )
+        })?
+        .bytes;
+        let mut fds = Vec::new();
+        for msg in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(received) = msg {
+                // Anything past what we asked for is dropped here, which closes it.
+                fds.extend(received.take(want_fds - fds.len()));
+            }
+        }
+        if got == 0 {
+            return Err(SocketError::Closed);
+        }
+        read_exact(&self.fd, &mut raw[got..]).map_err(|err| match err {
+            SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
+                received: got + received,
+                expected: SocketHeader::SIZE,
+            },
+            err => err,
+        })?;
+        let header: SocketHeader = zerocopy::transmute!(raw);
+        Ok((header, fds))
+    }
+}
+
+impl AsFd for FramedSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Fills `buf` completely. Any FDs attached to these bytes are discarded by the kernel,
+/// which closes them, because no control buffer is offered.
+fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> Result<(), SocketError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let (n, _) = retry_intr(|| recv(fd, &mut buf[got..], RecvFlags::empty()))?;
+        if n == 0 {
+            return Err(SocketError::UnexpectedEof {
+                received: got,
+                expected: buf.len(),
+            });
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+fn retry_intr<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}

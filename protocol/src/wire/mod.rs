@@ -1,0 +1,28 @@
+//! The lisafs wire format: pure bytes ⇄ types, no I/O.
+//!
+//! Integers are little-endian; fixed structs are packed with explicit padding (sent as
+//! zero); variable parts follow field by field with no alignment. [`Wire`] is the one
+//! encoder/decoder, [`Mid`] names each message, and [`msg`](self) holds an `XReq`/`XResp`
+//! pair for every MID. Decoding untrusted bytes never panics, never reads past the input
+//! and never allocates more than the input could justify. SPEC.md is the normative text.
+#![forbid(unsafe_code)]
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("lisafs is little-endian on the wire and zerocopy structs use native order");
+
+mod codec;
+mod errno;
+mod header;
+mod mid;
+mod msg;
+mod types;
+
+pub use codec::{decode, encode, encode_into, DecodeError, Decoder, EncodeError, Encoder, Wire};
+pub use errno::Errno;
+pub use header::{ChannelHeader, SocketHeader, DEFAULT_CLIENT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE};
+pub use mid::{Mid, UnknownMid};
+pub use msg::*;
+pub use types::{
+    CreateCommon, Dirent64, FdArray, FdId, Gid, Inode, SizedString, StatFS, Statx, StatxTimestamp,
+    StringArray, Timespec, Uid, WalkStatus,
+};
