@@ -99,6 +99,12 @@ impl FramedSocket {
         Ok((Self::new(a), Self::new(b)))
     }
 
+    /// Bytes held by the receive buffer: the largest payload accepted so far, or one
+    /// discard chunk. Never more than the largest `max_payload` passed to [`Self::recv`].
+    pub fn recv_buffer_len(&self) -> usize {
+        self.buf.len()
+    }
+
     /// Gives the socket back.
     pub fn into_inner(self) -> OwnedFd {
         self.fd

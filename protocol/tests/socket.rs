@@ -1,0 +1,329 @@
+//! Socket framing over real socketpairs: frames, FD donation, limits and peer failures.
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::thread;
+
+use rustix::fs::fstat;
+use rustix::io::{fcntl_getfd, Errno, FdFlags};
+use rustix::net::{send, SendFlags};
+use rustix::pipe::{pipe_with, PipeFlags};
+
+use lisafs_protocol::transport::socket::{FramedSocket, SocketError, MAX_FDS};
+use lisafs_protocol::wire::{Mid, MAX_MESSAGE_SIZE};
+
+const LIMIT: u32 = MAX_MESSAGE_SIZE;
+
+fn pair() -> (FramedSocket, FramedSocket) {
+    FramedSocket::pair().unwrap()
+}
+
+fn temp_file(content: &[u8]) -> File {
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(content).unwrap();
+    file
+}
+
+/// Writes raw bytes, bypassing the framing, to build malformed or split frames.
+fn raw_write(sock: &FramedSocket, bytes: &[u8]) {
+    assert_eq!(send(sock, bytes, SendFlags::NOSIGNAL).unwrap(), bytes.len());
+}
+
+/// A pipe whose read end reports EOF only once every copy of the write end is closed: the
+/// way to prove that a write end sent as an unwanted FD was not leaked into this process.
+fn pipe() -> (OwnedFd, OwnedFd) {
+    pipe_with(PipeFlags::CLOEXEC | PipeFlags::NONBLOCK).unwrap()
+}
+
+fn write_end_is_closed_everywhere(read_end: &OwnedFd) -> bool {
+    match rustix::io::read(read_end, &mut [0u8; 1]) {
+        Ok(0) => true,
+        Err(Errno::AGAIN) => false,
+        other => panic!("unexpected read result {other:?}"),
+    }
+}
+
+#[test]
+fn frames_arrive_in_order_with_their_mids() {
+    let (a, mut b) = pair();
+    a.send(Mid::FStat.as_u16(), &[7, 0, 0, 0, 0, 0, 0, 0], &[])
+        .unwrap();
+    a.send(Mid::Mount.as_u16(), &[], &[]).unwrap();
+    a.send(999, b"unknown mids are framed too", &[]).unwrap();
+
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (3, &[7u8, 0, 0, 0, 0, 0, 0, 0][..])
+    );
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!((frame.mid, frame.payload.len()), (1, 0));
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (999, &b"unknown mids are framed too"[..])
+    );
+}
+
+#[test]
+fn a_maximum_size_payload_crosses_in_many_partial_writes() {
+    let (a, mut b) = pair();
+    let payload: Vec<u8> = (0..LIMIT).map(|i| (i % 251) as u8).collect();
+    let expected = payload.clone();
+    // The socket buffer is far smaller than 2 MiB, so send blocks and resumes mid-frame.
+    let sender = thread::spawn(move || a.send(Mid::PWrite.as_u16(), &payload, &[]));
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(frame.mid, Mid::PWrite.as_u16());
+    assert!(frame.payload == expected.as_slice());
+    sender.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_donated_fd_refers_to_the_same_file_and_is_cloexec() {
+    let (a, mut b) = pair();
+    let mut file = temp_file(b"host data");
+    a.send(
+        Mid::OpenAt.as_u16(),
+        &[10, 0, 0, 0, 0, 0, 0, 0],
+        &[file.as_fd()],
+    )
+    .unwrap();
+
+    let frame = b.recv(LIMIT, Mid::OpenAt.response_fds()).unwrap();
+    assert_eq!(frame.fds.len(), 1);
+    let received = &frame.fds[0];
+    let (ours, theirs) = (fstat(&file).unwrap(), fstat(received).unwrap());
+    assert_eq!((ours.st_dev, ours.st_ino), (theirs.st_dev, theirs.st_ino));
+    assert!(fcntl_getfd(received).unwrap().contains(FdFlags::CLOEXEC));
+
+    // Data written through the received FD is visible through the original.
+    let mut via_received = File::from(received.try_clone().unwrap());
+    via_received.write_all(b" and more").unwrap();
+    let mut content = String::new();
+    file.rewind().unwrap();
+    file.read_to_string(&mut content).unwrap();
+    assert_eq!(content, "host data and more");
+}
+
+#[test]
+fn donated_fds_keep_their_order() {
+    let (a, mut b) = pair();
+    let (first, second) = (temp_file(b"first"), temp_file(b"second"));
+    a.send(
+        Mid::Channel.as_u16(),
+        &[0; 16],
+        &[first.as_fd(), second.as_fd()],
+    )
+    .unwrap();
+
+    let frame = b.recv(LIMIT, Mid::Channel.response_fds()).unwrap();
+    let inodes: Vec<u64> = frame
+        .fds
+        .iter()
+        .map(|fd| fstat(fd).unwrap().st_ino)
+        .collect();
+    let want = vec![
+        fstat(&first).unwrap().st_ino,
+        fstat(&second).unwrap().st_ino,
+    ];
+    assert_eq!(inodes, want);
+}
+
+#[test]
+fn fds_beyond_those_wanted_are_closed() {
+    let (a, mut b) = pair();
+    let file = temp_file(b"x");
+    let (read_end, write_end) = pipe();
+    a.send(
+        Mid::OpenAt.as_u16(),
+        &[0; 8],
+        &[file.as_fd(), write_end.as_fd(), write_end.as_fd()],
+    )
+    .unwrap();
+    drop(write_end);
+
+    let frame = b.recv(LIMIT, 1).unwrap();
+    assert_eq!(frame.fds.len(), 1);
+    assert_eq!(
+        fstat(&frame.fds[0]).unwrap().st_ino,
+        fstat(&file).unwrap().st_ino
+    );
+    assert!(write_end_is_closed_everywhere(&read_end));
+}
+
+#[test]
+fn fds_sent_where_none_are_wanted_are_closed() {
+    // Clients never send FDs; a server reads requests with want_fds = 0.
+    let (a, mut b) = pair();
+    let (read_end, write_end) = pipe();
+    a.send(
+        Mid::FStat.as_u16(),
+        &[1, 0, 0, 0, 0, 0, 0, 0],
+        &[write_end.as_fd()],
+    )
+    .unwrap();
+    drop(write_end);
+
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!((frame.mid, frame.fds.len()), (Mid::FStat.as_u16(), 0));
+    assert!(write_end_is_closed_everywhere(&read_end));
+}
+
+#[test]
+fn fds_attached_after_the_first_header_bytes_are_closed() {
+    let (a, mut b) = pair();
+    let (read_end, write_end) = pipe();
+    // Header in one write, then the payload carrying an FD as a separate sendmsg.
+    raw_write(&a, &[4, 0, 0, 0, 3, 0, 0, 0]);
+    let raw = FramedSocket::new(a.into_inner());
+    send_bytes_with_fd(&raw, &[1, 2, 3, 4], write_end.as_fd());
+    drop(write_end);
+
+    let frame = b.recv(LIMIT, 1).unwrap();
+    assert_eq!((frame.payload, frame.fds.len()), (&[1u8, 2, 3, 4][..], 0));
+    assert!(write_end_is_closed_everywhere(&read_end));
+}
+
+/// Sends raw bytes with one FD attached (no framing).
+fn send_bytes_with_fd(sock: &FramedSocket, bytes: &[u8], fd: BorrowedFd<'_>) {
+    use std::io::IoSlice;
+    use std::mem::MaybeUninit;
+
+    use rustix::net::{sendmsg, SendAncillaryBuffer, SendAncillaryMessage};
+
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    let fds = [fd];
+    assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
+    let sent = sendmsg(
+        sock,
+        &[IoSlice::new(bytes)],
+        &mut control,
+        SendFlags::NOSIGNAL,
+    )
+    .unwrap();
+    assert_eq!(sent, bytes.len());
+}
+
+#[test]
+fn missing_fds_are_visible_to_the_caller() {
+    let (a, mut b) = pair();
+    a.send(Mid::OpenAt.as_u16(), &[0; 8], &[]).unwrap();
+    let frame = b.recv(LIMIT, Mid::OpenAt.response_fds()).unwrap();
+    assert!(frame.fds.is_empty());
+}
+
+#[test]
+fn a_4_gib_payload_length_is_rejected_before_anything_is_buffered() {
+    let (a, mut b) = pair();
+    raw_write(&a, &[0xff, 0xff, 0xff, 0xff, 5, 0, 0, 0]);
+    raw_write(&a, b"only a few bytes follow");
+
+    let err = b.recv(LIMIT, 0).unwrap_err();
+    assert!(matches!(
+        err,
+        SocketError::Oversized { mid: 5, len: 0xffff_ffff, max } if max == u64::from(LIMIT)
+    ));
+    assert_eq!(b.recv_buffer_len(), 0);
+}
+
+#[test]
+fn an_oversized_payload_can_be_discarded_without_buffering_it() {
+    let (a, mut b) = pair();
+    let limit = 4096;
+    let big = vec![0x5a; 1_000_000];
+    let writer = thread::spawn(move || {
+        a.send(Mid::PWrite.as_u16(), &big, &[]).unwrap();
+        a.send(Mid::Flush.as_u16(), &[9, 0, 0, 0, 0, 0, 0, 0], &[])
+            .unwrap();
+    });
+
+    let len = match b.recv(limit, 0) {
+        Err(SocketError::Oversized { len, .. }) => len,
+        other => panic!("expected Oversized, got {other:?}"),
+    };
+    b.discard(len).unwrap();
+    let frame = b.recv(limit, 0).unwrap();
+    assert_eq!((frame.mid, frame.payload[0]), (Mid::Flush.as_u16(), 9));
+    assert!(b.recv_buffer_len() <= 64 * 1024, "{}", b.recv_buffer_len());
+    writer.join().unwrap();
+}
+
+#[test]
+fn a_header_split_across_writes_is_reassembled_with_its_fds() {
+    let (a, mut b) = pair();
+    let file = temp_file(b"x");
+    let raw = FramedSocket::new(a.into_inner());
+    // First 3 header bytes carry the FD; the rest of the header and payload come later.
+    send_bytes_with_fd(&raw, &[8, 0, 0], file.as_fd());
+    let late = thread::spawn(move || {
+        thread::sleep(std::time::Duration::from_millis(20));
+        raw_write(&raw, &[0, 7, 0, 0, 0]);
+        raw_write(&raw, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        raw
+    });
+
+    let frame = b.recv(LIMIT, 1).unwrap();
+    assert_eq!(frame.mid, Mid::OpenAt.as_u16());
+    assert_eq!(frame.payload, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(frame.fds.len(), 1);
+    drop(late.join().unwrap());
+}
+
+#[test]
+fn peer_close_between_frames_is_closed() {
+    let (a, mut b) = pair();
+    drop(a);
+    assert!(matches!(b.recv(LIMIT, 0), Err(SocketError::Closed)));
+}
+
+#[test]
+fn peer_close_mid_header_is_unexpected_eof() {
+    let (a, mut b) = pair();
+    raw_write(&a, &[10, 0, 0, 0, 3]);
+    drop(a);
+    assert!(matches!(
+        b.recv(LIMIT, 0),
+        Err(SocketError::UnexpectedEof {
+            received: 5,
+            expected: 8
+        })
+    ));
+}
+
+#[test]
+fn peer_close_mid_payload_is_unexpected_eof() {
+    let (a, mut b) = pair();
+    raw_write(&a, &[10, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3]);
+    drop(a);
+    assert!(matches!(
+        b.recv(LIMIT, 0),
+        Err(SocketError::UnexpectedEof {
+            received: 3,
+            expected: 10
+        })
+    ));
+}
+
+#[test]
+fn sending_to_a_closed_peer_is_an_error_not_a_signal() {
+    let (a, b) = pair();
+    drop(b);
+    let err = a.send(Mid::Mount.as_u16(), &[], &[]).unwrap_err();
+    assert!(matches!(err, SocketError::Io(Errno::PIPE)), "{err:?}");
+}
+
+#[test]
+fn too_many_fds_are_refused_before_sending() {
+    let (a, mut b) = pair();
+    let file = temp_file(b"x");
+    let fds = vec![file.as_fd(); MAX_FDS + 1];
+    assert!(matches!(
+        a.send(Mid::Mount.as_u16(), &[], &fds),
+        Err(SocketError::TooManyFds(5))
+    ));
+    // Nothing was sent: the next frame is the first the peer sees.
+    a.send(Mid::Flush.as_u16(), &[], &[]).unwrap();
+    assert_eq!(b.recv(LIMIT, 0).unwrap().mid, Mid::Flush.as_u16());
+}
