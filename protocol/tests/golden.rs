@@ -3,6 +3,9 @@
 //! bytes, decoding gives the value (directly and through the MID-dispatched decoders),
 //! trailing bytes are ignored, and every strict prefix is a decode error, not a panic.
 
+// Test helpers fail by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::any::type_name;
 use std::collections::BTreeSet;
 

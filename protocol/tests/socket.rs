@@ -1,5 +1,8 @@
 //! Socket framing over real socketpairs: frames, FD donation, limits and peer failures.
 
+// Test helpers fail by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};

@@ -3,6 +3,9 @@
 //! gVisor's responses. For every vector the header must be ours, the payload must decode
 //! under its MID to the fields the vector names, and re-encode to the same bytes.
 
+// Test helpers fail by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
 use serde_json::Value;
 
 use lisafs_protocol::wire::*;
@@ -26,7 +29,6 @@ fn num(fields: &Value, key: &str) -> u64 {
         Value::String(s) if s == "NoUID" || s == "NoGID" => u64::from(u32::MAX),
         value => value
             .as_u64()
-            .or_else(|| value.as_i64().map(|v| v as u64))
             .unwrap_or_else(|| panic!("field {key} in {fields}")),
     }
 }
@@ -93,13 +95,13 @@ fn check_fields(name: &str, kind: &str, f: &Value, decoded: &AnyMessage) {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|v| v.as_u64().unwrap() as u16)
+                .map(|v| u16::try_from(v.as_u64().unwrap()).unwrap())
                 .collect();
             assert_eq!(m.supported, want);
         }
         ("Channel", "request", Req(AnyRequest::Channel(_))) => {}
         ("Channel", "response", Resp(AnyResponse::Channel(m))) => {
-            assert_eq!(m.data_offset as u64, num(f, "data_offset"));
+            assert_eq!(u64::try_from(m.data_offset).unwrap(), num(f, "data_offset"));
             assert_eq!(m.data_length, num(f, "data_length"));
         }
         ("Error", "response", Resp(AnyResponse::Error(m))) => {
@@ -212,7 +214,7 @@ fn check_fields(name: &str, kind: &str, f: &Value, decoded: &AnyMessage) {
         ("FStatFS", "response", Resp(AnyResponse::FStatFS(m))) => {
             let s = &m.stat;
             assert_eq!(s.fs_type, num(f, "type"));
-            assert_eq!(s.block_size as u64, num(f, "block_size"));
+            assert_eq!(u64::try_from(s.block_size).unwrap(), num(f, "block_size"));
             assert_eq!(s.blocks, num(f, "blocks"));
             assert_eq!(s.blocks_free, num(f, "blocks_free"));
             assert_eq!(s.blocks_available, num(f, "blocks_available"));
@@ -362,10 +364,10 @@ fn every_vector_decodes_to_its_fields_and_reencodes_byte_exact() {
     for v in &vectors {
         let name = v["name"].as_str().unwrap();
         let kind = v["kind"].as_str().unwrap();
-        let mid = Mid::try_from(v["mid"].as_u64().unwrap() as u16).unwrap();
+        let mid = Mid::try_from(u16::try_from(v["mid"].as_u64().unwrap()).unwrap()).unwrap();
         assert_eq!(format!("{mid:?}"), name);
         let payload = unhex(v["payload"].as_str().unwrap());
-        let header = SocketHeader::new(mid, payload.len() as u32);
+        let header = SocketHeader::new(mid, u32::try_from(payload.len()).unwrap());
         assert_eq!(
             encode(&header).unwrap(),
             unhex(v["header"].as_str().unwrap()),
