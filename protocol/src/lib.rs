@@ -5,5 +5,7 @@
 //!
 //! This crate does no filesystem work; the server and client crates build on it.
 
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod transport;
 pub mod wire;

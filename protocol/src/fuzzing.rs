@@ -1,0 +1,97 @@
+//! Fuzzing entry points (feature `fuzzing`). Each takes arbitrary bytes and panics only on
+//! a real bug: a decoder panic, a non-canonical decode, a failed round trip, or a receive
+//! buffer that grew past its limit. The cargo-fuzz targets in `fuzz/` call these, and a
+//! stable test replays the checked-in seeds through them.
+
+use std::os::fd::AsFd;
+
+use arbitrary::{Arbitrary, Unstructured};
+
+use crate::transport::socket::{FramedSocket, SocketError};
+use crate::wire::{AnyRequest, AnyResponse, Mid};
+
+/// Splits `data` into a MID (first two bytes, little-endian) and a payload.
+fn mid_and_payload(data: &[u8]) -> Option<(Mid, &[u8])> {
+    let (mid, payload) = data.split_first_chunk::<2>()?;
+    Some((Mid::try_from(u16::from_le_bytes(*mid)).ok()?, payload))
+}
+
+/// Decodes `data[2..]` as the request of MID `data[..2]`; a success must re-encode to
+/// exactly the bytes it consumed.
+pub fn decode_request(data: &[u8]) {
+    let Some((mid, payload)) = mid_and_payload(data) else {
+        return;
+    };
+    if let Ok(req) = AnyRequest::decode(mid, payload) {
+        let mut again = Vec::new();
+        req.encode_into(&mut again)
+            .expect("a decoded request re-encodes");
+        assert_eq!(req.mid(), mid);
+        assert_eq!(again[..], payload[..again.len()], "non-canonical decode");
+    }
+}
+
+/// Decodes `data[2..]` as the response of MID `data[..2]`; as [`decode_request`].
+pub fn decode_response(data: &[u8]) {
+    let Some((mid, payload)) = mid_and_payload(data) else {
+        return;
+    };
+    if let Ok(resp) = AnyResponse::decode(mid, payload) {
+        let mut again = Vec::new();
+        resp.encode_into(&mut again)
+            .expect("a decoded response re-encodes");
+        assert_eq!(resp.mid(), mid);
+        assert_eq!(again[..], payload[..again.len()], "non-canonical decode");
+    }
+}
+
+/// Builds a request and a response from `data` and checks that each survives
+/// encode → decode unchanged.
+pub fn roundtrip(data: &[u8]) {
+    let mut input = Unstructured::new(data);
+    if let Ok(req) = AnyRequest::arbitrary(&mut input) {
+        let mut bytes = Vec::new();
+        if req.encode_into(&mut bytes).is_ok() {
+            assert_eq!(AnyRequest::decode(req.mid(), &bytes).ok(), Some(req));
+        }
+    }
+    if let Ok(resp) = AnyResponse::arbitrary(&mut input) {
+        let mut bytes = Vec::new();
+        if resp.encode_into(&mut bytes).is_ok() {
+            assert_eq!(AnyResponse::decode(resp.mid(), &bytes).ok(), Some(resp));
+        }
+    }
+}
+
+/// Feeds `data[1..]` as a byte stream into a socket and receives frames from it until the
+/// stream ends. `data[0]` picks how many FDs to accept and the payload limit. Oversized
+/// frames are discarded; the receive buffer must never exceed the limit.
+pub fn socket_stream(data: &[u8]) {
+    const LIMITS: [u32; 4] = [0, 16, 4096, crate::wire::MAX_MESSAGE_SIZE];
+    let Some((&knobs, stream)) = data.split_first() else {
+        return;
+    };
+    // A socketpair buffers far more than this, so one thread can write it all first.
+    let stream = &stream[..stream.len().min(32 * 1024)];
+    let want_fds = usize::from(knobs & 3);
+    let limit = LIMITS[usize::from(knobs >> 2) & 3];
+    let (writer, mut reader) = FramedSocket::pair().expect("socketpair");
+    if !stream.is_empty() {
+        let sent = rustix::net::send(writer.as_fd(), stream, rustix::net::SendFlags::NOSIGNAL)
+            .expect("send to socketpair");
+        assert_eq!(sent, stream.len());
+    }
+    drop(writer);
+    loop {
+        match reader.recv(limit, want_fds) {
+            Ok(frame) => assert!(frame.payload.len() <= limit as usize && frame.fds.is_empty()),
+            Err(SocketError::Oversized { len, .. }) => {
+                if reader.discard(len).is_err() {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+        assert!(reader.recv_buffer_len() <= (limit as usize).max(64 * 1024));
+    }
+}
