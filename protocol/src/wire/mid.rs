@@ -8,7 +8,7 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[repr(u16)]
-#[allow(missing_docs)] // Each variant is named after its message; SPEC.md §5 describes each.
+#[allow(missing_docs)] // Each variant is named after its message; SPEC.md §6 describes each.
 pub enum Mid {
     Error = 0,
     Mount = 1,
