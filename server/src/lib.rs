@@ -1,8 +1,20 @@
 //! The lisafs server framework: connections, the FD table, dispatch of every MID with
-//! lisafs's errno policy, and the `Backend` trait a filesystem implements.
+//! lisafs's errno policy, and the [`Backend`] trait a filesystem implements.
 //!
 //! It knows nothing about the host filesystem; the gofer crate provides the host backend.
-//! Status: the framework lands with the "server framework, host gofer and client library"
-//! issue; this crate currently only re-exports the wire types it will be built on.
+//! A [`Server`] serves any number of connections, one thread each; each connection is one
+//! mount with its own FD table. See ARCHITECTURE.md for the request lifecycle.
+
+mod backend;
+mod connection;
+mod fd_table;
+mod handlers;
+mod name;
+mod node_lock;
+mod server;
+
+pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
+pub use name::Name;
+pub use server::{ServeError, Server, ServerOptions};
 
 pub use lisafs_protocol::wire;

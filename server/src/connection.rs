@@ -1,0 +1,239 @@
+//! One mount: its FD table and the handling of each request, in the order SPEC.md §8.2
+//! gives: MID known and supported (EOPNOTSUPP), mounted (EINVAL), body decodes (EIO),
+//! read-only (EROFS), then the handler, whose panic becomes EREMOTEIO and whose response
+//! must fit the message limit (EIO).
+
+use std::os::fd::OwnedFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use lisafs_protocol::wire::{
+    encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, MAX_MESSAGE_SIZE,
+};
+use parking_lot::Mutex;
+
+use crate::backend::Backend;
+use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
+use crate::server::Server;
+
+/// The MIDs this server serves, as advertised by Mount: gVisor fsgofer's list without
+/// Channel, which arrives with the shared-memory transport. Flush is served but, as in
+/// gVisor, not advertised, so clients skip the round trip.
+pub(crate) const SUPPORTED: [u16; 31] = [
+    1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, 25, 26, 27, 28,
+    29, 30, 31, 32, 33,
+];
+
+/// A handler's result: the response and the host FDs it donates, in order.
+pub(crate) type Reply = Result<(AnyResponse, Vec<OwnedFd>), Errno>;
+
+/// Wraps a response that donates nothing.
+pub(crate) fn reply(resp: AnyResponse) -> Reply {
+    Ok((resp, Vec::new()))
+}
+
+/// Per-connection state.
+pub(crate) struct Connection<B: Backend> {
+    pub(crate) server: Arc<Server<B>>,
+    pub(crate) fds: Mutex<FdTable<B>>,
+    mounted: AtomicBool,
+}
+
+impl<B: Backend> Connection<B> {
+    pub(crate) fn new(server: Arc<Server<B>>) -> Self {
+        let max = server.options().max_fds;
+        Self {
+            server,
+            fds: Mutex::new(FdTable::new(max)),
+            mounted: AtomicBool::new(false),
+        }
+    }
+
+    /// Handles one request; writes the response payload into `out` and returns the
+    /// response MID and the FDs to donate.
+    pub(crate) fn handle(
+        &self,
+        raw_mid: u16,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> (u16, Vec<OwnedFd>) {
+        out.clear();
+        let result = self.check_and_run(raw_mid, payload);
+        let (resp, fds) = match result {
+            Ok(done) => done,
+            Err(errno) => return error_response(errno, out),
+        };
+        if resp.encode_into(out).is_err() || out.len() > MAX_MESSAGE_SIZE as usize {
+            // The FDs (and any FDIDs the handler created) cannot reach the client.
+            drop(fds);
+            return error_response(Errno::EIO, out);
+        }
+        (resp.mid().as_u16(), fds)
+    }
+
+    fn check_and_run(&self, raw_mid: u16, payload: &[u8]) -> Reply {
+        let mid = Mid::try_from(raw_mid).map_err(|_| Errno::EOPNOTSUPP)?;
+        if !(SUPPORTED.contains(&raw_mid) || mid == Mid::Flush) {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if mid != Mid::Mount && !self.mounted.load(Ordering::Acquire) {
+            return Err(Errno::EINVAL);
+        }
+        let req = AnyRequest::decode(mid, payload).map_err(|_| Errno::EIO)?;
+        if self.server.options().readonly && mutates(&req) {
+            return Err(Errno::EROFS);
+        }
+        catch_unwind(AssertUnwindSafe(|| self.dispatch(req))).unwrap_or_else(|_| {
+            tracing::error!("handler for {mid} panicked; answering EREMOTEIO");
+            Err(Errno::EREMOTEIO)
+        })
+    }
+
+    fn dispatch(&self, req: AnyRequest) -> Reply {
+        use AnyRequest as R;
+        use AnyResponse as A;
+        match req {
+            R::Mount(_) => self.mount(),
+            R::Channel(_) => Err(Errno::EOPNOTSUPP),
+            R::FStat(r) => reply(A::FStat(self.fstat(r)?)),
+            R::SetStat(r) => reply(A::SetStat(self.set_stat(r)?)),
+            R::Walk(r) => reply(A::Walk(self.walk(r)?)),
+            R::WalkStat(r) => reply(A::WalkStat(self.walk_stat(r)?)),
+            R::OpenAt(r) => self.open_at(r),
+            R::OpenCreateAt(r) => self.open_create_at(r),
+            R::Close(r) => reply(A::Close(self.close(r))),
+            R::FSync(r) => reply(A::FSync(self.fsync(r)?)),
+            R::PWrite(r) => reply(A::PWrite(self.pwrite(r)?)),
+            R::PRead(r) => reply(A::PRead(self.pread(r)?)),
+            R::MkdirAt(r) => reply(A::MkdirAt(self.mkdir_at(r)?)),
+            R::MknodAt(r) => reply(A::MknodAt(self.mknod_at(r)?)),
+            R::SymlinkAt(r) => reply(A::SymlinkAt(self.symlink_at(r)?)),
+            R::LinkAt(r) => reply(A::LinkAt(self.link_at(r)?)),
+            R::FStatFS(r) => reply(A::FStatFS(self.fstatfs(r)?)),
+            R::FAllocate(r) => reply(A::FAllocate(self.fallocate(r)?)),
+            R::ReadLinkAt(r) => reply(A::ReadLinkAt(self.readlink_at(r)?)),
+            R::Flush(r) => reply(A::Flush(self.flush(r)?)),
+            R::Connect(r) => self.connect(r.fd, r.sock_type, None, A::Connect(Default::default())),
+            R::ConnectWithCreds(r) => self.connect(
+                r.fd,
+                r.sock_type,
+                Some((r.uid, r.gid)),
+                A::ConnectWithCreds(Default::default()),
+            ),
+            R::UnlinkAt(r) => reply(A::UnlinkAt(self.unlink_at(r)?)),
+            R::RenameAt(r) => {
+                self.rename(r.old_dir, &r.old_name, r.new_dir, &r.new_name, 0)?;
+                reply(A::RenameAt(Default::default()))
+            }
+            R::RenameAt2(r) => {
+                self.rename(r.old_dir, &r.old_name, r.new_dir, &r.new_name, r.flags)?;
+                reply(A::RenameAt2(Default::default()))
+            }
+            R::Getdents64(r) => reply(A::Getdents64(self.getdents64(r)?)),
+            R::FGetXattr(r) => reply(A::FGetXattr(self.get_xattr(r)?)),
+            R::FSetXattr(r) => reply(A::FSetXattr(self.set_xattr(r)?)),
+            R::FListXattr(r) => reply(A::FListXattr(self.list_xattr(r)?)),
+            R::FRemoveXattr(r) => reply(A::FRemoveXattr(self.remove_xattr(r)?)),
+            R::BindAt(r) => self.bind_at(r),
+            R::Listen(r) => reply(A::Listen(self.listen(r)?)),
+            R::Accept(r) => self.accept(r),
+        }
+    }
+
+    /// Mount: the root control FD. A second Mount yields another root FD (as gVisor).
+    fn mount(&self) -> Reply {
+        let mounted = self.server.backend().mount()?;
+        let lock = self.server.node_locks.get(&mounted.root.stat);
+        let (root, stat) = ControlFd::new(mounted.root, lock);
+        let root = self.fds.lock().insert_control(root, stat)?;
+        self.mounted.store(true, Ordering::Release);
+        let resp = lisafs_protocol::wire::MountResp {
+            root,
+            max_message_size: MAX_MESSAGE_SIZE,
+            supported: SUPPORTED.to_vec(),
+        };
+        Ok((
+            AnyResponse::Mount(resp),
+            mounted.donated.into_iter().collect(),
+        ))
+    }
+
+    // Lookups. An unknown FDID is EBADF, an FDID of the wrong kind EINVAL.
+
+    /// Any FD's control FD (FStat accepts control and open FDs).
+    pub(crate) fn any_control(&self, id: FdId) -> Result<Arc<ControlFd<B>>, Errno> {
+        match self.fds.lock().get(id)? {
+            FdEntry::Control(fd) => Ok(fd),
+            FdEntry::Open(fd) => Ok(Arc::clone(&fd.control)),
+            FdEntry::BoundSocket(_) => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(crate) fn control(&self, id: FdId) -> Result<Arc<ControlFd<B>>, Errno> {
+        match self.fds.lock().get(id)? {
+            FdEntry::Control(fd) => Ok(fd),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    /// A control FD that must be a directory (ENOTDIR otherwise).
+    pub(crate) fn dir(&self, id: FdId) -> Result<Arc<ControlFd<B>>, Errno> {
+        let fd = self.control(id)?;
+        if !fd.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        Ok(fd)
+    }
+
+    pub(crate) fn open_fd(&self, id: FdId) -> Result<Arc<OpenFd<B>>, Errno> {
+        match self.fds.lock().get(id)? {
+            FdEntry::Open(fd) => Ok(fd),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+
+    pub(crate) fn bound_socket(&self, id: FdId) -> Result<Arc<BoundSocketFd<B>>, Errno> {
+        match self.fds.lock().get(id)? {
+            FdEntry::BoundSocket(fd) => Ok(fd),
+            _ => Err(Errno::EINVAL),
+        }
+    }
+}
+
+impl<B: Backend> Connection<B> {
+    /// An error response for a request that never reached a handler.
+    pub(crate) fn error(&self, errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
+        error_response(errno, out)
+    }
+}
+
+fn error_response(errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
+    out.clear();
+    // A 4-byte fixed struct always encodes.
+    let _ = encode_into(&ErrorResp { errno }, out);
+    (Mid::Error.as_u16(), Vec::new())
+}
+
+/// Whether a request changes the filesystem, and so fails on a read-only connection.
+fn mutates(req: &AnyRequest) -> bool {
+    use AnyRequest as R;
+    match req {
+        R::OpenAt(r) => crate::handlers::open::wants_write(r.flags),
+        R::SetStat(_)
+        | R::OpenCreateAt(_)
+        | R::PWrite(_)
+        | R::MkdirAt(_)
+        | R::MknodAt(_)
+        | R::SymlinkAt(_)
+        | R::LinkAt(_)
+        | R::FAllocate(_)
+        | R::BindAt(_)
+        | R::UnlinkAt(_)
+        | R::RenameAt(_)
+        | R::RenameAt2(_)
+        | R::FSetXattr(_)
+        | R::FRemoveXattr(_) => true,
+        _ => false,
+    }
+}

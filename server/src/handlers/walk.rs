@@ -1,0 +1,121 @@
+//! Walk and WalkStat (SPEC.md §6.5, §6.6, §7.1).
+
+use std::sync::Arc;
+
+use lisafs_protocol::wire::{
+    Errno, Inode, Statx, WalkReq, WalkResp, WalkStatReq, WalkStatResp, WalkStatus, MAX_MESSAGE_SIZE,
+};
+
+use crate::backend::Backend;
+use crate::connection::Connection;
+use crate::fd_table::ControlFd;
+use crate::handlers::name;
+use crate::name::Name;
+
+/// Fails with `EIO` unless `count` items of `item` bytes after a `head`-byte prefix fit
+/// in one response (checked before any work, so a huge path costs nothing).
+fn check_capacity(head: usize, item: usize, count: usize) -> Result<(), Errno> {
+    let size = count.saturating_mul(item).saturating_add(head);
+    if size > MAX_MESSAGE_SIZE as usize {
+        return Err(Errno::EIO);
+    }
+    Ok(())
+}
+
+impl<B: Backend> Connection<B> {
+    pub(crate) fn walk(&self, req: WalkReq) -> Result<WalkResp, Errno> {
+        let start = self.dir(req.dir_fd)?;
+        let names = req.path.iter().map(name).collect::<Result<Vec<_>, _>>()?;
+        check_capacity(3, size_of::<Inode>(), names.len())?;
+
+        let _rename = self.server.rename_lock.read();
+        let mut inodes: Vec<Inode> = Vec::with_capacity(names.len());
+        let mut status = WalkStatus::Success;
+        let mut cur = start;
+        for name in names {
+            if cur.is_symlink() {
+                status = WalkStatus::ComponentSymlink;
+                break;
+            }
+            if !cur.is_dir() {
+                self.forget(inodes.iter().map(|i| i.control_fd));
+                return Err(Errno::ENOTDIR);
+            }
+            match self.walk_one(&cur, name) {
+                Ok((inode, next)) => {
+                    inodes.push(inode);
+                    cur = next;
+                }
+                Err(Errno::ENOENT) => {
+                    status = WalkStatus::ComponentDoesNotExist;
+                    break;
+                }
+                Err(errno) => {
+                    self.forget(inodes.iter().map(|i| i.control_fd));
+                    return Err(errno);
+                }
+            }
+        }
+        Ok(WalkResp { status, inodes })
+    }
+
+    fn walk_one(
+        &self,
+        dir: &ControlFd<B>,
+        name: Name<'_>,
+    ) -> Result<(Inode, Arc<ControlFd<B>>), Errno> {
+        let node = {
+            let _dir = dir.node.lock.read();
+            self.server.backend().walk(&dir.file, name)?
+        };
+        self.new_control_arc(node)
+    }
+
+    pub(crate) fn walk_stat(&self, req: WalkStatReq) -> Result<WalkStatResp, Errno> {
+        let start = self.control(req.dir_fd)?;
+        let (stat_self, rest) = match req.path.split_first() {
+            Some((first, rest)) if first.is_empty() => (true, rest),
+            _ => (false, &req.path[..]),
+        };
+        let names = rest.iter().map(name).collect::<Result<Vec<_>, _>>()?;
+        check_capacity(2, size_of::<Statx>(), req.path.len())?;
+
+        let backend = self.server.backend();
+        let _rename = self.server.rename_lock.read();
+        let mut stats = Vec::with_capacity(req.path.len());
+        if stat_self {
+            let _node = start.node.lock.read();
+            stats.push(backend.stat(&start.file)?);
+            if start.is_symlink() {
+                return Ok(WalkStatResp { stats });
+            }
+        }
+        if names.is_empty() {
+            return Ok(WalkStatResp { stats });
+        }
+        if !start.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        // Intermediate files are the backend's alone: no FDIDs, released as we go.
+        let mut owned = None;
+        for (i, name) in names.iter().enumerate() {
+            let dir = owned.as_ref().unwrap_or(&start.file);
+            let node = match backend.walk(dir, *name) {
+                Ok(node) => node,
+                Err(Errno::ENOENT) => break,
+                Err(errno) => return Err(errno),
+            };
+            let file_type = node.stat.mode & 0o170000;
+            stats.push(node.stat);
+            let last = i + 1 == names.len();
+            if file_type == 0o120000 || last {
+                break;
+            }
+            if file_type != 0o040000 {
+                return Err(Errno::ENOTDIR);
+            }
+            owned = Some(node.file);
+        }
+        Ok(WalkStatResp { stats })
+    }
+}

@@ -1,0 +1,127 @@
+//! `Server`: shared state of all connections, and the entry points that serve them.
+
+use std::os::fd::AsFd;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use lisafs_protocol::transport::socket::{FramedSocket, SocketError};
+use lisafs_protocol::wire::{Errno, MAX_MESSAGE_SIZE};
+use parking_lot::RwLock;
+
+use crate::backend::Backend;
+use crate::connection::Connection;
+use crate::node_lock::NodeLocks;
+
+/// An oversized request up to this size is read and dropped so the client gets `EIO` and
+/// the connection lives on; a larger claim (up to 4 GiB) closes the connection instead of
+/// reading gigabytes.
+const MAX_DISCARD: u64 = 16 * 1024 * 1024;
+
+/// Policy shared by every connection of a server.
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// Refuse every mutating request with `EROFS`.
+    pub readonly: bool,
+    /// Most FDIDs one connection may hold at once; beyond it requests fail with `EMFILE`.
+    pub max_fds: usize,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            readonly: false,
+            max_fds: 100_000,
+        }
+    }
+}
+
+/// Why serving a connection stopped other than by the client closing it cleanly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The socket failed or the peer broke the framing.
+    #[error("transport: {0}")]
+    Transport(#[from] SocketError),
+    /// The client declared a payload too large to skip; the connection was closed.
+    #[error("request of {len} bytes exceeds the limit; connection closed")]
+    Oversized {
+        /// The declared payload length.
+        len: u64,
+    },
+}
+
+/// A lisafs server: a backend plus the state every connection shares.
+pub struct Server<B: Backend> {
+    backend: B,
+    options: ServerOptions,
+    /// Taken for writing by renames and for reading by every request that resolves or
+    /// creates names, so a multi-component walk never sees half a rename.
+    pub(crate) rename_lock: RwLock<()>,
+    pub(crate) node_locks: Arc<NodeLocks>,
+}
+
+impl<B: Backend> std::fmt::Debug for Server<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B: Backend> Server<B> {
+    /// A server for `backend`.
+    pub fn new(backend: B, options: ServerOptions) -> Arc<Self> {
+        Arc::new(Self {
+            backend,
+            options,
+            rename_lock: RwLock::new(()),
+            node_locks: Arc::default(),
+        })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The options.
+    pub fn options(&self) -> &ServerOptions {
+        &self.options
+    }
+
+    /// Serves one connection on the calling thread until the client closes it. Every host
+    /// resource of the connection is released before this returns.
+    pub fn serve(self: &Arc<Self>, mut socket: FramedSocket) -> Result<(), ServeError> {
+        let conn = Connection::new(Arc::clone(self));
+        let mut out = Vec::new();
+        loop {
+            let (mid, fds) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
+                Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out),
+                Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
+                    socket.discard(len)?;
+                    tracing::debug!("MID {mid}: {len}-byte request exceeds the limit");
+                    conn.error(Errno::EIO, &mut out)
+                }
+                Err(SocketError::Oversized { len, .. }) => {
+                    return Err(ServeError::Oversized { len })
+                }
+                Err(SocketError::Closed) => return Ok(()),
+                Err(err) => return Err(err.into()),
+            };
+            let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+            socket.send(mid, &out, &borrowed)?;
+            // Our copies of donated FDs close here; the client holds its own.
+        }
+    }
+
+    /// Serves one connection on a new thread; errors are logged.
+    pub fn spawn(self: &Arc<Self>, socket: FramedSocket) -> std::io::Result<JoinHandle<()>> {
+        let server = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("lisafs-conn".into())
+            .spawn(move || {
+                if let Err(err) = server.serve(socket) {
+                    tracing::warn!("connection ended: {err}");
+                }
+            })
+    }
+}
