@@ -1,7 +1,55 @@
-//! The lisafs client library a sandbox links to: Mount, a typed method per RPC, batched
-//! close, and a path-level convenience layer.
+//! The lisafs client library a sandbox (or a tool) links to, and the `lisafs` CLI.
 //!
-//! Status: the client lands with the "server framework, host gofer and client library"
-//! issue; this crate currently only re-exports the wire types it will be built on.
+//! Three layers, each on top of the previous:
+//!
+//! 1. [`Client`]: the connection. [`Client::connect`] / [`Client::from_fd`] mount
+//!    (SPEC.md §5): they adopt the server's `max_message_size` and keep its supported-MID
+//!    list. Every RPC goes through one request/response path that applies the client
+//!    rules of SPEC.md §8.3: an unsupported MID fails with `EOPNOTSUPP` and an oversized
+//!    request with `EIO` without being sent; an `ErrorResp` becomes its errno; a response
+//!    under the wrong MID is `EINVAL`, an undecodable one `EIO`; a transport failure is
+//!    `EIO` and breaks the client for good.
+//! 2. FD handles, one type per lisafs FD kind ([`ControlFd`], [`OpenFd`],
+//!    [`BoundSocketFd`]), with a method per RPC and typed results ([`Inode`], `Statx`,
+//!    `WalkStatus`, donated `OwnedFd`s). Dropping a handle queues its FDID; the queue is
+//!    sent as one Close per [`CLOSE_BATCH`] IDs, on [`Client::flush_closes`], and when
+//!    the `Client` is dropped. Reads and writes are split into chunks that fit the
+//!    server's limit.
+//! 3. A path layer on `Client`, shaped after `std::fs` ([`Client::open`],
+//!    [`Client::read_dir`], [`Client::metadata`], [`Client::create_dir_all`], ...), that
+//!    resolves a path with one multi-component Walk and follows symlinks client-side
+//!    (the server never does); see [`MAX_SYMLINKS`] and the rules below.
+//!
+//! Paths are relative to the mount root: "" and "/" name the root, empty components are
+//! skipped, and "." or ".." in a path fail with `EINVAL`. Symlink targets are resolved as
+//! if the mount root were "/".
+//!
+//! Errors are one opaque [`Error`] carrying a Linux errno ([`Error::errno`]) and
+//! displaying as the C library's text; it converts into `std::io::Error`.
+//!
+//! Not here yet: shared-memory channels (every RPC uses the socket) and the FUSE bridge.
+#![forbid(unsafe_code)]
 
+mod client;
+mod control;
+mod error;
+mod fd;
+mod file;
+mod fs;
+mod open;
+mod path;
+mod socket;
+mod types;
+
+pub use client::{Client, CLOSE_BATCH};
+pub use error::{Error, ErrorKind, Result};
+pub use fd::{BoundSocketFd, ControlFd, Inode, OpenFd, Opened, Owner};
+pub use file::File;
 pub use lisafs_protocol::wire;
+pub use lisafs_protocol::wire::{Errno, Mid, StatFS, Statx, WalkStatus};
+pub use path::MAX_SYMLINKS;
+pub use types::{
+    DirEntry, FileType, SetStat, SetStatOutcome, AT_REMOVEDIR, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY,
+    RENAME_EXCHANGE, RENAME_NOREPLACE, SOCK_DGRAM, SOCK_SEQPACKET, SOCK_STREAM, XATTR_CREATE,
+    XATTR_REPLACE,
+};

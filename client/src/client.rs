@@ -1,0 +1,299 @@
+//! The connection: Mount, the one request/response path every RPC takes, and the batched
+//! Close queue.
+
+use std::mem;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::Arc;
+
+use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_protocol::wire::{
+    decode, encode_into, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountReq, Request, Statx,
+    DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+};
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::fd::{ControlFd, Handle, OpenFd};
+
+/// Released FDIDs are sent to the server in one Close once this many are queued, as
+/// gVisor's client does: one RPC per hundred closes instead of one per close.
+pub const CLOSE_BATCH: usize = 100;
+
+/// A mounted lisafs connection.
+///
+/// `Client` is `Send + Sync`: RPCs from many threads are serialised on the socket (one
+/// request, then its response, under a mutex), as SPEC.md §4 requires. FD handles
+/// ([`ControlFd`], [`OpenFd`], ...) share the connection; it stays open until the
+/// `Client` and every handle are dropped. Dropping the `Client` sends the queued Closes
+/// (including the root's).
+#[derive(Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+    root: ControlFd,
+    root_stat: Statx,
+    mount_fd: Option<OwnedFd>,
+}
+
+/// State shared by the `Client` and every FD handle.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    conn: Mutex<Conn>,
+    /// The server's limit from Mount, adopted verbatim; bounds payloads both ways.
+    max_message_size: u32,
+    supported: Supported,
+    /// FDIDs whose handles were dropped and that the server has not been told about yet.
+    closes: Mutex<Vec<FdId>>,
+}
+
+/// The socket and its send buffer; only touched under `Inner::conn`'s lock.
+#[derive(Debug)]
+struct Conn {
+    sock: FramedSocket,
+    buf: Vec<u8>,
+    /// Set by a transport failure: the stream may be out of sync, so nothing more is sent.
+    broken: bool,
+}
+
+/// The MIDs the server listed in its Mount response.
+#[derive(Debug)]
+struct Supported {
+    /// The list exactly as received (a newer server may list MIDs we do not know).
+    raw: Vec<u16>,
+    /// Bit `m` set when MID `m` (< 64) is listed: the per-RPC check is one AND.
+    low: u64,
+}
+
+impl Supported {
+    fn new(raw: Vec<u16>) -> Self {
+        let low = raw
+            .iter()
+            .filter(|&&mid| mid < 64)
+            .fold(0u64, |bits, &mid| bits | 1 << mid);
+        Self { raw, low }
+    }
+
+    fn contains(&self, mid: u16) -> bool {
+        if mid < 64 {
+            self.low & (1 << mid) != 0
+        } else {
+            self.raw.contains(&mid)
+        }
+    }
+}
+
+impl Client {
+    /// Connects to the Unix socket at `path` and mounts.
+    pub fn connect(path: impl AsRef<Path>) -> Result<Self> {
+        let stream = UnixStream::connect(path)?;
+        Self::from_fd(OwnedFd::from(stream))
+    }
+
+    /// Mounts over an already connected `AF_UNIX` `SOCK_STREAM` socket (e.g. one end of
+    /// the socketpair a sandbox runner handed over).
+    pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        let mut conn = Conn {
+            sock: FramedSocket::new(fd),
+            buf: Vec::new(),
+            broken: false,
+        };
+        // Until the server tells us its limit, assume gVisor's client default.
+        let (resp, mut fds) = exchange(&mut conn, DEFAULT_CLIENT_MAX_MESSAGE_SIZE, &MountReq {})?;
+        let inner = Arc::new(Inner {
+            conn: Mutex::new(conn),
+            max_message_size: resp.max_message_size,
+            supported: Supported::new(resp.supported),
+            closes: Mutex::new(Vec::new()),
+        });
+        Ok(Self {
+            root: ControlFd::new(Handle::new(&inner, resp.root.control_fd)),
+            root_stat: resp.root.stat,
+            mount_fd: fds.pop(),
+            inner,
+        })
+    }
+
+    /// The ControlFd of the mount point.
+    pub fn root(&self) -> &ControlFd {
+        &self.root
+    }
+
+    /// The mount point's attributes as reported by Mount.
+    pub fn root_stat(&self) -> &Statx {
+        &self.root_stat
+    }
+
+    /// The host FD of the mount point, if the server donated one with Mount.
+    pub fn mount_fd(&self) -> Option<BorrowedFd<'_>> {
+        self.mount_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// Takes ownership of the mount point's donated host FD, if any.
+    pub fn take_mount_fd(&mut self) -> Option<OwnedFd> {
+        self.mount_fd.take()
+    }
+
+    /// The server's payload limit, adopted from Mount.
+    pub fn max_message_size(&self) -> u32 {
+        self.inner.max_message_size
+    }
+
+    /// Whether the server listed `mid` in its Mount response. Requests for an unlisted MID
+    /// fail with `EOPNOTSUPP` without being sent (Flush silently succeeds).
+    pub fn supported(&self, mid: Mid) -> bool {
+        self.inner.supports(mid)
+    }
+
+    /// The supported-MID list exactly as the server sent it, unknown MIDs included.
+    pub fn supported_mids(&self) -> &[u16] {
+        &self.inner.supported.raw
+    }
+
+    /// Whether a transport failure has broken the connection (every call now fails with
+    /// `EIO`).
+    pub fn is_broken(&self) -> bool {
+        self.inner.conn.lock().broken
+    }
+
+    /// Sends the queued Closes now instead of waiting for [`CLOSE_BATCH`] of them.
+    pub fn flush_closes(&self) -> Result<()> {
+        self.inner.flush_closes()
+    }
+
+    /// How many released FDIDs are waiting for the next batched Close.
+    pub fn pending_closes(&self) -> usize {
+        self.inner.closes.lock().len()
+    }
+
+    /// Syncs several open files with one FSync RPC. The server syncs all of them and
+    /// reports the first error.
+    pub fn fsync(&self, fds: &[&OpenFd]) -> Result<()> {
+        self.inner.fsync(fds.iter().map(|fd| fd.id()).collect())
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // The root handle is a field, dropped only after this body: queue its ID by hand
+        // so that it goes out in the same final Close as everything else.
+        let root = self.root.disarm();
+        self.inner.closes.lock().push(root);
+        if let Err(err) = self.inner.flush_closes() {
+            tracing::debug!(%err, "final Close failed");
+        }
+    }
+}
+
+impl Inner {
+    /// Sends `req` and returns the decoded response and any donated FDs.
+    pub(crate) fn call<R: Request>(&self, req: &R) -> Result<(R::Response, Vec<OwnedFd>)> {
+        if !self.supports(R::MID) {
+            return Err(Error::local(Errno::EOPNOTSUPP));
+        }
+        let mut conn = self.conn.lock();
+        exchange(&mut conn, self.max_message_size, req)
+    }
+
+    pub(crate) fn supports(&self, mid: Mid) -> bool {
+        self.supported.contains(mid.as_u16())
+    }
+
+    pub(crate) fn max_message_size(&self) -> u32 {
+        self.max_message_size
+    }
+
+    /// Queues `id` for Close; sends the batch once it holds [`CLOSE_BATCH`] IDs. Called
+    /// from `Drop`, so failures are only logged (the server drops every FDID with the
+    /// connection anyway).
+    pub(crate) fn release(&self, id: FdId) {
+        if id == FdId::INVALID {
+            return;
+        }
+        let batch = {
+            let mut queue = self.closes.lock();
+            queue.push(id);
+            if queue.len() < CLOSE_BATCH {
+                return;
+            }
+            mem::take(&mut *queue)
+        };
+        if let Err(err) = self.send_closes(&batch) {
+            tracing::debug!(%err, count = batch.len(), "batched Close failed");
+        }
+    }
+
+    fn flush_closes(&self) -> Result<()> {
+        let batch = mem::take(&mut *self.closes.lock());
+        self.send_closes(&batch)
+    }
+
+    /// Sends `ids` in as few Close RPCs as the u16 count and the message limit allow.
+    fn send_closes(&self, ids: &[FdId]) -> Result<()> {
+        let fit = usize::try_from(self.max_message_size.saturating_sub(2) / 8).unwrap_or(0);
+        let per_rpc = fit.clamp(1, usize::from(u16::MAX));
+        for chunk in ids.chunks(per_rpc) {
+            self.call(&CloseReq {
+                fds: chunk.to_vec(),
+            })?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fsync(&self, fds: Vec<FdId>) -> Result<()> {
+        self.call(&FSyncReq { fds }).map(drop)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Handles that outlived the Client queued their IDs after its final flush.
+        if let Err(err) = self.flush_closes() {
+            tracing::debug!(%err, "Close on connection teardown failed");
+        }
+    }
+}
+
+/// One RPC on the socket: encode, size-check, send, receive, decode (SPEC.md §8.3).
+fn exchange<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<(R::Response, Vec<OwnedFd>)> {
+    if conn.broken {
+        return Err(Error::transport("connection broken by an earlier failure"));
+    }
+    conn.buf.clear();
+    // The only encode failure is a string or list too long for its length prefix.
+    encode_into(req, &mut conn.buf).map_err(|_| Error::local(Errno::E2BIG))?;
+    if conn.buf.len() > usize::try_from(max).unwrap_or(usize::MAX) {
+        return Err(Error::local(Errno::EIO));
+    }
+    let mid = R::MID.as_u16();
+    if let Err(err) = conn.sock.send(mid, &conn.buf, &[]) {
+        conn.broken = true;
+        return Err(Error::transport(err));
+    }
+    let frame = match conn.sock.recv(max, R::MID.response_fds()) {
+        Ok(frame) => frame,
+        Err(err) => {
+            // Includes an oversized response: its payload is still in the stream.
+            conn.broken = true;
+            return Err(Error::transport(err));
+        }
+    };
+    if frame.mid == Mid::Error.as_u16() {
+        // Any FDs that came with an error response are closed when `frame` drops.
+        let resp: ErrorResp = decode(frame.payload)
+            .map_err(|err| Error::protocol(Errno::EIO, format!("bad ErrorResp: {err}")))?;
+        if resp.errno == Errno(0) {
+            return Err(Error::protocol(Errno::EIO, "ErrorResp with errno 0"));
+        }
+        return Err(Error::remote(resp.errno));
+    }
+    if frame.mid != mid {
+        return Err(Error::protocol(
+            Errno::EINVAL,
+            format!("response MID {} to request MID {mid}", frame.mid),
+        ));
+    }
+    let resp = decode::<R::Response>(frame.payload)
+        .map_err(|err| Error::protocol(Errno::EIO, format!("bad {:?} response: {err}", R::MID)))?;
+    Ok((resp, frame.fds))
+}

@@ -1,0 +1,160 @@
+//! RPCs on an [`OpenFd`]: stat, chunked read and write, sync, flush, allocate and
+//! directory listing.
+
+use lisafs_protocol::wire::{
+    Dirent64, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PWriteReq,
+    Statx,
+};
+
+use crate::error::{Error, Result};
+use crate::fd::OpenFd;
+
+/// PRead's response spends 8 bytes on the byte count before the data.
+const PREAD_OVERHEAD: u32 = 8;
+/// PWrite's request spends 20 bytes on offset, FDID and length before the data.
+const PWRITE_OVERHEAD: u32 = 20;
+
+impl OpenFd {
+    /// The largest data chunk one RPC can carry with `overhead` bytes of fixed fields.
+    fn chunk(&self, overhead: u32) -> Result<usize> {
+        let chunk = self.inner().max_message_size().saturating_sub(overhead);
+        if chunk == 0 {
+            // A server whose limit cannot hold one byte of data cannot do I/O at all.
+            return Err(Error::local(Errno::EIO));
+        }
+        Ok(usize::try_from(chunk).unwrap_or(usize::MAX))
+    }
+
+    /// FStat: the open file's attributes.
+    pub fn fstat(&self) -> Result<Statx> {
+        let (resp, _) = self.inner().call(&FStatReq { fd: self.id() })?;
+        Ok(resp.stat)
+    }
+
+    /// PRead: reads into `buf` from `offset`, in chunks of `max_message_size − 8` bytes,
+    /// stopping at the first short chunk. Returns the bytes read; 0 means end of file.
+    /// If a chunk fails after some bytes were read, those bytes are reported and the
+    /// error is left for the next call.
+    pub fn pread(&self, offset: u64, buf: &mut [u8]) -> Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let chunk = self.chunk(PREAD_OVERHEAD)?;
+        let mut done = 0;
+        while done < buf.len() {
+            let want = chunk.min(buf.len() - done);
+            let req = PReadReq {
+                offset: advance(offset, done)?,
+                fd: self.id(),
+                // `want` ≤ chunk, which came from a u32.
+                count: u32::try_from(want).unwrap_or(u32::MAX),
+                _pad: 0,
+            };
+            let data = match self.inner().call(&req) {
+                Ok((resp, _)) => resp.data,
+                Err(err) if done == 0 => return Err(err),
+                Err(_) => break,
+            };
+            let Some(dest) = buf
+                .get_mut(done..done + data.len())
+                .filter(|_| data.len() <= want)
+            else {
+                return Err(Error::protocol(
+                    Errno::EIO,
+                    format!("PRead of {want} bytes returned {}", data.len()),
+                ));
+            };
+            dest.copy_from_slice(&data);
+            done += data.len();
+            if data.len() < want {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// PWrite: writes `data` at `offset`, in chunks of `max_message_size − 20` bytes,
+    /// stopping at the first short write. Returns the bytes written. If a chunk fails after
+    /// some bytes were written, those bytes are reported and the error is left for the
+    /// next call.
+    pub fn pwrite(&self, offset: u64, data: &[u8]) -> Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let chunk = self.chunk(PWRITE_OVERHEAD)?;
+        let mut done = 0;
+        for piece in data.chunks(chunk) {
+            let req = PWriteReq {
+                offset: advance(offset, done)?,
+                fd: self.id(),
+                data: piece.to_vec(),
+            };
+            let count = match self.inner().call(&req) {
+                Ok((resp, _)) => resp.count,
+                Err(err) if done == 0 => return Err(err),
+                Err(_) => break,
+            };
+            let written = usize::try_from(count)
+                .ok()
+                .filter(|&n| n <= piece.len())
+                .ok_or_else(|| {
+                    Error::protocol(
+                        Errno::EIO,
+                        format!("PWrite of {} bytes reported {count}", piece.len()),
+                    )
+                })?;
+            done += written;
+            if written < piece.len() {
+                break;
+            }
+        }
+        Ok(done)
+    }
+
+    /// FSync: flushes the file to stable storage. See also
+    /// [`Client::fsync`](crate::Client::fsync) to sync many files in one RPC.
+    pub fn fsync(&self) -> Result<()> {
+        self.inner().fsync(vec![self.id()])
+    }
+
+    /// Flush: the close-time hook. Succeeds without an RPC when the server does not
+    /// advertise Flush (gVisor's and ours do not).
+    pub fn flush(&self) -> Result<()> {
+        if !self.inner().supports(Mid::Flush) {
+            return Ok(());
+        }
+        self.inner().call(&FlushReq { fd: self.id() }).map(drop)
+    }
+
+    /// FAllocate: `fallocate(2)` with `mode` on `[offset, offset + length)`.
+    pub fn fallocate(&self, mode: u64, offset: u64, length: u64) -> Result<()> {
+        let req = FAllocateReq {
+            fd: self.id(),
+            mode,
+            offset,
+            length,
+        };
+        self.inner().call(&req).map(drop)
+    }
+
+    /// Getdents64: up to `count` bytes' worth of entries (charged as Linux `dirent64`
+    /// records) from this directory. A negative `count` rewinds to the start first and
+    /// uses its magnitude. An empty list means the end of the directory.
+    pub fn getdents64(&self, count: i32) -> Result<Vec<Dirent64>> {
+        let req = Getdents64Req {
+            dir_fd: self.id(),
+            count,
+            _pad: 0,
+        };
+        let (resp, _) = self.inner().call(&req)?;
+        Ok(resp.dirents)
+    }
+}
+
+/// `offset + done`, or `EOVERFLOW` past the 64-bit file offset range.
+fn advance(offset: u64, done: usize) -> Result<u64> {
+    u64::try_from(done)
+        .ok()
+        .and_then(|done| offset.checked_add(done))
+        .ok_or_else(|| Error::local(Errno::EOVERFLOW))
+}

@@ -1,0 +1,283 @@
+//! Mount and the request/response rules of SPEC.md §8.3, against the scripted fake.
+#![allow(clippy::unwrap_used)]
+
+mod fake;
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
+
+use fake::{stat, Fake, Mount, Reply, DIR, REG, ROOT};
+use lisafs_client::wire::{
+    AnyRequest, AnyResponse, Errno, FStatResp, FdId, Mid, MountReq, SymlinkAtReq,
+    DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+};
+use lisafs_client::{Client, ErrorKind, Owner};
+use lisafs_protocol::transport::socket::FramedSocket;
+
+#[test]
+fn mount_adopts_max_message_size_and_keeps_the_raw_supported_list() {
+    let mount = Mount {
+        max_message_size: 4096,
+        supported: vec![1, 3, 9, 300],
+        fd: None,
+    };
+    let (client, fake) = Fake::start(mount, Reply::empty);
+
+    assert_eq!(client.max_message_size(), 4096);
+    assert_eq!(client.supported_mids(), [1, 3, 9, 300]);
+    assert!(client.supported(Mid::FStat));
+    assert!(!client.supported(Mid::Walk));
+    assert_eq!(client.root().id(), ROOT);
+    assert_eq!(client.root_stat().mode, DIR);
+    assert!(client.mount_fd().is_none());
+    drop(client);
+    let log = fake.finish();
+    assert_eq!(log[0], AnyRequest::Mount(MountReq {}));
+}
+
+/// Answers the first request (Mount) with `mid` and `payload`, then waits for EOF.
+fn raw_mount_server(mid: u16, payload: Vec<u8>) -> (OwnedFd, std::thread::JoinHandle<()>) {
+    let (client_end, mut server_end) = FramedSocket::pair().unwrap();
+    let thread = std::thread::spawn(move || {
+        server_end.recv(1024, 0).unwrap();
+        // The client may hang up part-way through an oversized payload.
+        let _ = server_end.send(mid, &payload, &[]);
+    });
+    (client_end.into_inner(), thread)
+}
+
+#[test]
+fn mount_response_beyond_the_default_limit_fails_with_eio() {
+    let len = usize::try_from(DEFAULT_CLIENT_MAX_MESSAGE_SIZE).unwrap() + 1;
+    let (fd, thread) = raw_mount_server(Mid::Mount.as_u16(), vec![0; len]);
+
+    let err = Client::from_fd(fd).unwrap_err();
+
+    assert_eq!(err.errno(), Errno::EIO);
+    assert_eq!(err.kind(), ErrorKind::Transport);
+    thread.join().unwrap();
+}
+
+#[test]
+fn mount_refused_by_the_server_fails_with_its_errno() {
+    let (fd, thread) = raw_mount_server(Mid::Error.as_u16(), Errno::EACCES.0.to_le_bytes().into());
+
+    let err = Client::from_fd(fd).unwrap_err();
+
+    assert_eq!(err.errno(), Errno::EACCES);
+    thread.join().unwrap();
+}
+
+#[test]
+fn donated_mount_fd_is_kept() {
+    let file = tempfile::tempfile().unwrap();
+    let ino = file.metadata().unwrap().ino();
+    let mount = Mount {
+        fd: Some(file.into()),
+        ..Mount::default()
+    };
+    let (mut client, _fake) = Fake::start(mount, Reply::empty);
+
+    let fd = client.take_mount_fd().unwrap();
+    let received = std::fs::File::from(fd);
+    assert_eq!(received.metadata().unwrap().ino(), ino);
+    assert!(client.mount_fd().is_none());
+}
+
+#[test]
+fn unsupported_mid_fails_with_eopnotsupp_without_sending() {
+    let mount = Mount {
+        supported: vec![1, 9],
+        ..Mount::default()
+    };
+    let (client, fake) = Fake::start(mount, Reply::empty);
+
+    let err = client.root().fstat().unwrap_err();
+
+    assert_eq!(err.errno(), Errno::EOPNOTSUPP);
+    assert_eq!(err.kind(), ErrorKind::Local);
+    drop(client);
+    // Mount, then only the final Close of the root: the FStat never left the client.
+    assert_eq!(fake::mids(&fake.finish()), [Mid::Mount, Mid::Close]);
+}
+
+#[test]
+fn error_response_becomes_its_errno() {
+    let (client, _fake) = Fake::start(Mount::default(), |_| Reply::err(Errno::ENOENT));
+
+    let err = client.root().fstat().unwrap_err();
+
+    assert_eq!(err.errno(), Errno::ENOENT);
+    assert_eq!(err.kind(), ErrorKind::Remote);
+    assert_eq!(err.to_string(), "No such file or directory");
+    let io_err = io::Error::from(err);
+    assert_eq!(io_err.raw_os_error(), Some(2));
+    assert_eq!(io_err.kind(), io::ErrorKind::NotFound);
+}
+
+#[test]
+fn response_under_another_mid_is_einval_and_the_connection_survives() {
+    let mut first = true;
+    let (client, _fake) = Fake::start(Mount::default(), move |req| {
+        let wrong = std::mem::replace(&mut first, false);
+        match req {
+            AnyRequest::FStat(_) if wrong => Reply::Raw(Mid::WalkStat.as_u16(), vec![0, 0]),
+            AnyRequest::FStat(_) => Reply::Resp(AnyResponse::FStat(FStatResp { stat: stat(REG) })),
+            other => Reply::empty(other),
+        }
+    });
+
+    let err = client.root().fstat().unwrap_err();
+    assert_eq!(err.errno(), Errno::EINVAL);
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert_eq!(client.root().fstat().unwrap().mode, REG);
+    assert!(!client.is_broken());
+}
+
+#[test]
+fn truncated_response_is_eio() {
+    let (client, _fake) = Fake::start(Mount::default(), |req| match req {
+        AnyRequest::FStat(_) => Reply::Raw(Mid::FStat.as_u16(), vec![0; 10]),
+        other => Reply::empty(other),
+    });
+
+    let err = client.root().fstat().unwrap_err();
+
+    assert_eq!(err.errno(), Errno::EIO);
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+}
+
+#[test]
+fn error_response_with_errno_zero_is_eio() {
+    let (client, _fake) = Fake::start(Mount::default(), |_| Reply::err(Errno(0)));
+
+    assert_eq!(client.root().fstat().unwrap_err().errno(), Errno::EIO);
+}
+
+#[test]
+fn hang_up_is_eio_and_later_calls_fail_fast() {
+    let (client, fake) = Fake::start(Mount::default(), |_| Reply::HangUp);
+
+    let first = client.root().fstat().unwrap_err();
+    let second = client.root().fstatfs().unwrap_err();
+
+    assert_eq!(first.errno(), Errno::EIO);
+    assert_eq!(first.kind(), ErrorKind::Transport);
+    assert_eq!(second.errno(), Errno::EIO);
+    assert_eq!(second.kind(), ErrorKind::Transport);
+    assert!(client.is_broken());
+    drop(client);
+    assert_eq!(fake::mids(&fake.finish()), [Mid::Mount, Mid::FStat]);
+}
+
+#[test]
+fn oversized_response_is_eio_and_breaks_the_client() {
+    let mount = Mount {
+        max_message_size: 4096,
+        ..Mount::default()
+    };
+    let (client, _fake) = Fake::start(mount, |req| Reply::Raw(req.mid().as_u16(), vec![0; 5000]));
+
+    let err = client.root().fstat().unwrap_err();
+
+    assert_eq!(err.errno(), Errno::EIO);
+    assert!(client.is_broken());
+}
+
+#[test]
+fn request_larger_than_the_server_limit_is_eio_without_sending() {
+    let mount = Mount {
+        max_message_size: 4096,
+        ..Mount::default()
+    };
+    let (client, fake) = Fake::start(mount, Reply::empty);
+
+    let err = client
+        .root()
+        .symlink_at("l", vec![b'x'; 5000], Owner::UNSET)
+        .unwrap_err();
+
+    assert_eq!(err.errno(), Errno::EIO);
+    assert_eq!(err.kind(), ErrorKind::Local);
+    assert!(!client.is_broken());
+    assert!(fake.sent().is_empty());
+}
+
+#[test]
+fn string_too_long_for_its_prefix_is_e2big_without_sending() {
+    let (client, fake) = Fake::start(Mount::default(), Reply::empty);
+
+    let err = client
+        .root()
+        .set_xattr("user.k", vec![0u8; 65_536], 0)
+        .unwrap_err();
+
+    assert_eq!(err.errno(), Errno::E2BIG);
+    assert!(fake.sent().is_empty());
+}
+
+#[test]
+fn requests_carry_the_fields_the_caller_gave() {
+    let (client, fake) = Fake::start(Mount::default(), |req| match req {
+        AnyRequest::SymlinkAt(_) => {
+            Reply::Resp(AnyResponse::SymlinkAt(lisafs_client::wire::SymlinkAtResp {
+                symlink: fake::inode(2, fake::LNK),
+            }))
+        }
+        other => Reply::empty(other),
+    });
+
+    let link = client
+        .root()
+        .symlink_at("l", "/t", Owner::new(1000, 100))
+        .unwrap();
+
+    assert_eq!(link.fd.id(), FdId(2));
+    assert_eq!(
+        fake.sent()[0],
+        AnyRequest::SymlinkAt(SymlinkAtReq {
+            dir_fd: ROOT,
+            uid: lisafs_client::wire::Uid(1000),
+            gid: lisafs_client::wire::Gid(100),
+            name: "l".into(),
+            target: "/t".into(),
+        })
+    );
+}
+
+#[test]
+fn connect_failure_is_reported_with_the_os_errno() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = Client::connect(dir.path().join("absent.sock")).unwrap_err();
+    assert_eq!(err.errno(), Errno::ENOENT);
+}
+
+#[test]
+fn client_and_handles_are_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Client>();
+    assert_send_sync::<lisafs_client::ControlFd>();
+    assert_send_sync::<lisafs_client::OpenFd>();
+    assert_send_sync::<lisafs_client::File>();
+}
+
+#[test]
+fn concurrent_calls_from_many_threads_are_serialised() {
+    let (client, fake) = Fake::start(Mount::default(), |req| match req {
+        AnyRequest::FStat(_) => Reply::Resp(AnyResponse::FStat(FStatResp { stat: stat(DIR) })),
+        other => Reply::empty(other),
+    });
+
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                for _ in 0..50 {
+                    assert_eq!(client.root().fstat().unwrap().mode, DIR);
+                }
+            });
+        }
+    });
+
+    assert_eq!(fake.sent().len(), 400);
+}
