@@ -1,0 +1,224 @@
+//! The `gofer` command line.
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Parser, ValueEnum};
+use lisafs_server::ServerOptions;
+
+use crate::host::HostOptions;
+
+/// Serve a host directory to lisafs clients (gVisor's sentry or `lisafs`).
+///
+/// Every name a client sends is resolved one component at a time beneath --root; host
+/// symlinks are never followed. Special files (FIFOs, host Unix sockets, devices) and
+/// set-ID bits are refused unless enabled below.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "gofer", version)]
+#[command(group(ArgGroup::new("connection").required(true).args(["socket", "fd"])))]
+pub struct Config {
+    /// Directory to serve. It is opened once at startup; later changes to the path (a
+    /// rename, a symlink swap) do not change what is served.
+    #[arg(long, value_name = "DIR")]
+    pub root: PathBuf,
+
+    /// Listen on a Unix socket at PATH and serve each connection as one mount. A stale
+    /// socket file at PATH is replaced; any other file there is an error.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+
+    /// Serve the single connected socket inherited as file descriptor N, then exit when
+    /// the client closes it.
+    #[arg(long, value_name = "N")]
+    pub fd: Option<i32>,
+
+    /// Refuse every change to the served tree (EROFS).
+    #[arg(long)]
+    pub readonly: bool,
+
+    /// Donate a read-only directory FD of the root with Mount (a client holding it can
+    /// climb out of the root with "..": only for trusted clients).
+    #[arg(long)]
+    pub donate_mount_fd: bool,
+
+    /// Host Unix sockets: "open" allows connecting to socket files, "create" allows
+    /// binding new ones (with listen and accept), "all" both.
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = HostUds::None)]
+    pub host_uds: HostUds,
+
+    /// Host FIFOs: "open" allows opening them (without ever blocking the gofer).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = HostFifo::None)]
+    pub host_fifo: HostFifo,
+
+    /// Walk onto other filesystems mounted below the root (by default EXDEV).
+    #[arg(long)]
+    pub allow_submounts: bool,
+
+    /// Keep set-user-ID, set-group-ID and sticky bits clients ask for (by default they
+    /// are removed, and the gofer drops CAP_FSETID so writes clear them too).
+    #[arg(long)]
+    pub allow_setid: bool,
+
+    /// Most FDs one connection may hold at once (EMFILE beyond).
+    #[arg(long, value_name = "N", default_value_t = ServerOptions::default().max_fds)]
+    pub max_fds: usize,
+
+    /// Log level; logs go to standard error.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
+    pub log_level: LogLevel,
+}
+
+/// `--host-uds`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostUds {
+    /// No host Unix sockets.
+    None,
+    /// Connect to existing socket files.
+    Open,
+    /// Create (bind) socket files, listen and accept.
+    Create,
+    /// Both.
+    All,
+}
+
+/// `--host-fifo`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HostFifo {
+    /// FIFOs cannot be opened.
+    None,
+    /// FIFOs can be opened.
+    Open,
+}
+
+/// `--log-level`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    /// Errors only.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also startup and connection events.
+    Info,
+    /// Also per-request failures.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The `tracing` level.
+    pub fn level(self) -> tracing::Level {
+        match self {
+            Self::Error => tracing::Level::ERROR,
+            Self::Warn => tracing::Level::WARN,
+            Self::Info => tracing::Level::INFO,
+            Self::Debug => tracing::Level::DEBUG,
+            Self::Trace => tracing::Level::TRACE,
+        }
+    }
+}
+
+impl Config {
+    /// The host backend's policy.
+    pub fn host_options(&self) -> HostOptions {
+        HostOptions {
+            allow_submounts: self.allow_submounts,
+            uds_connect: matches!(self.host_uds, HostUds::Open | HostUds::All),
+            uds_create: matches!(self.host_uds, HostUds::Create | HostUds::All),
+            fifo_open: self.host_fifo == HostFifo::Open,
+            allow_setid: self.allow_setid,
+            donate_mount_fd: self.donate_mount_fd,
+        }
+    }
+
+    /// The server's options.
+    pub fn server_options(&self) -> ServerOptions {
+        ServerOptions {
+            readonly: self.readonly,
+            max_fds: self.max_fds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("gofer").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn command_definition_is_consistent() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn defaults_are_the_strict_policy() {
+        let config = parse(&["--root", "/srv", "--socket", "/run/g.sock"]).unwrap();
+        assert_eq!(config.host_options(), HostOptions::default());
+        assert!(!config.server_options().readonly);
+        assert_eq!(
+            config.server_options().max_fds,
+            ServerOptions::default().max_fds
+        );
+        assert_eq!(config.log_level, LogLevel::Info);
+    }
+
+    #[test]
+    fn every_flag_maps_to_its_option() {
+        let args = [
+            "--root",
+            "/srv",
+            "--fd",
+            "3",
+            "--readonly",
+            "--donate-mount-fd",
+            "--host-uds",
+            "all",
+            "--host-fifo",
+            "open",
+            "--allow-submounts",
+            "--allow-setid",
+            "--max-fds",
+            "7",
+            "--log-level",
+            "debug",
+        ];
+        let config = parse(&args).unwrap();
+        let expected = HostOptions {
+            allow_submounts: true,
+            uds_connect: true,
+            uds_create: true,
+            fifo_open: true,
+            allow_setid: true,
+            donate_mount_fd: true,
+        };
+        assert_eq!(config.host_options(), expected);
+        assert_eq!(config.fd, Some(3));
+        assert!(config.server_options().readonly);
+        assert_eq!(config.server_options().max_fds, 7);
+        assert_eq!(config.log_level.level(), tracing::Level::DEBUG);
+    }
+
+    #[test]
+    fn host_uds_open_and_create_are_separate() {
+        let open = parse(&["--root", "/", "--fd", "3", "--host-uds", "open"]).unwrap();
+        assert!(open.host_options().uds_connect && !open.host_options().uds_create);
+        let create = parse(&["--root", "/", "--fd", "3", "--host-uds", "create"]).unwrap();
+        assert!(!create.host_options().uds_connect && create.host_options().uds_create);
+    }
+
+    #[test]
+    fn exactly_one_of_socket_and_fd_is_required() {
+        assert!(parse(&["--root", "/srv"]).is_err());
+        assert!(parse(&["--root", "/srv", "--socket", "/s", "--fd", "3"]).is_err());
+    }
+
+    #[test]
+    fn unknown_policy_values_are_rejected() {
+        assert!(parse(&["--root", "/", "--fd", "3", "--host-uds", "maybe"]).is_err());
+        assert!(parse(&["--root", "/", "--fd", "3", "--log-level", "loud"]).is_err());
+    }
+}

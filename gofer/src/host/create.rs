@@ -1,0 +1,259 @@
+//! Creating and removing names: OpenCreateAt, MkdirAt, MknodAt, SymlinkAt, LinkAt,
+//! UnlinkAt, RenameAt(2).
+//!
+//! Each create happens relative to the held directory FD, with the exact mode (the umask
+//! is 0) after the set-ID policy; the new file's control FD comes from the creating call's
+//! own FD where there is one (regular files, links), otherwise from a one-component lookup
+//! whose type is checked. Any failure after creation removes the name again.
+
+use std::os::fd::AsFd;
+
+use lisafs_protocol::wire::{Errno, Gid, Statx, Uid};
+use lisafs_server::{BResult, Create, Name, Node, OpenFlags, Opened};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+
+use super::attr;
+use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFCHR, S_IFREG};
+use super::io::{access_flags, donate};
+use super::resolve::Resolver;
+use super::HostBackend;
+
+/// Removes a just-created name on drop unless [`Undo::keep`] was called, so every early
+/// return after creation leaves nothing behind (SPEC.md §8.4).
+pub(super) struct Undo<'a> {
+    dir: &'a HostFile,
+    name: &'a [u8],
+    flags: AtFlags,
+    armed: bool,
+}
+
+impl<'a> Undo<'a> {
+    pub(super) fn new(dir: &'a HostFile, name: &'a [u8], is_dir: bool) -> Self {
+        let flags = if is_dir {
+            AtFlags::REMOVEDIR
+        } else {
+            AtFlags::empty()
+        };
+        Self {
+            dir,
+            name,
+            flags,
+            armed: true,
+        }
+    }
+
+    pub(super) fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Undo<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(err) = rustix::fs::unlinkat(self.dir, self.name, self.flags) {
+                tracing::warn!("could not remove a half-created file: {err}");
+            }
+        }
+    }
+}
+
+impl HostBackend {
+    /// Applies the client's owner (if the process may) and, because `chown` clears set-ID
+    /// bits on non-directories, puts an allowed set-ID `mode` back afterwards.
+    pub(super) fn finish_create(
+        &self,
+        file: &HostFile,
+        uid: Uid,
+        gid: Gid,
+        mode: Option<u32>,
+    ) -> BResult<Statx> {
+        if self.can_chown && (uid != Uid::NONE || gid != Gid::NONE) {
+            attr::chown(file, uid, gid)?;
+            match mode {
+                Some(mode) if mode & 0o6000 != 0 && file.kind() != FileKind::Directory => {
+                    attr::chmod(&self.resolver, file, mode)?;
+                }
+                _ => {}
+            }
+        }
+        stat_fd(file.as_fd())
+    }
+
+    /// A one-component lookup of a name this backend just created, which must be of
+    /// `kind`: if a host process swapped something else in, that is not ours to chown.
+    pub(super) fn lookup_created(
+        &self,
+        dir: &HostFile,
+        name: &[u8],
+        kind: FileKind,
+    ) -> BResult<HostFile> {
+        let (file, _) = self.resolver.lookup_file(dir, name)?;
+        match file.kind() == kind {
+            true => Ok(file),
+            false => Err(Errno::EIO),
+        }
+    }
+}
+
+/// OpenCreateAt: `openat(O_CREAT | O_EXCL | O_NOFOLLOW)` with the requested access.
+pub(super) fn create(
+    b: &HostBackend,
+    dir: &HostFile,
+    name: Name<'_>,
+    attrs: Create,
+    flags: OpenFlags,
+) -> BResult<(Node<HostFile>, Opened<HostOpen>)> {
+    b.resolver.ensure_beneath(dir)?;
+    let name = name.as_bytes();
+    let mode = b.policy_mode(attrs.mode, false);
+    let (access, readable, writable) = access_flags(flags);
+    let open_fd = b.resolver.create_file(dir, name, access, mode)?;
+    let undo = Undo::new(dir, name, false);
+    let (file, _) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
+    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
+    let open = HostOpen::new(open_fd, FileKind::Regular, readable, writable);
+    let donated = donate(&open);
+    undo.keep();
+    Ok((Node { file, stat }, Opened { open, donated }))
+}
+
+/// MkdirAt.
+pub(super) fn mkdir(
+    b: &HostBackend,
+    dir: &HostFile,
+    name: Name<'_>,
+    attrs: Create,
+) -> BResult<Node<HostFile>> {
+    b.resolver.ensure_beneath(dir)?;
+    let name = name.as_bytes();
+    let mode = b.policy_mode(attrs.mode, true);
+    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?;
+    let undo = Undo::new(dir, name, true);
+    let file = b.lookup_created(dir, name, FileKind::Directory)?;
+    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
+    undo.keep();
+    Ok(Node { file, stat })
+}
+
+/// MknodAt: only regular files and the 0:0 character device (an overlay whiteout).
+pub(super) fn mknod(
+    b: &HostBackend,
+    dir: &HostFile,
+    name: Name<'_>,
+    attrs: Create,
+    major: u32,
+    minor: u32,
+) -> BResult<Node<HostFile>> {
+    let file_type = u16::try_from(attrs.mode & 0o170_000).map_err(|_| Errno::EPERM)?;
+    let whiteout = file_type == S_IFCHR && major == 0 && minor == 0;
+    if file_type != S_IFREG && !whiteout {
+        return Err(Errno::EPERM);
+    }
+    b.resolver.ensure_beneath(dir)?;
+    let name = name.as_bytes();
+    let mode = b.policy_mode(attrs.mode, false);
+    let (file, undo) = if whiteout {
+        rustix::fs::mknodat(
+            dir,
+            name,
+            FileType::CharacterDevice,
+            Mode::from_raw_mode(mode),
+            0,
+        )?;
+        let undo = Undo::new(dir, name, false);
+        (b.lookup_created(dir, name, FileKind::CharDevice)?, undo)
+    } else {
+        // An exclusive open creates the same file as mknod(S_IFREG) and hands back the
+        // very inode created, so the owner cannot be applied to a swapped-in file.
+        let open_fd = b.resolver.create_file(dir, name, OFlags::RDONLY, mode)?;
+        let undo = Undo::new(dir, name, false);
+        (
+            HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?.0,
+            undo,
+        )
+    };
+    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
+    undo.keep();
+    Ok(Node { file, stat })
+}
+
+/// SymlinkAt: the target is stored, never resolved.
+pub(super) fn symlink(
+    b: &HostBackend,
+    dir: &HostFile,
+    name: Name<'_>,
+    target: &[u8],
+    uid: Uid,
+    gid: Gid,
+) -> BResult<Node<HostFile>> {
+    if target.contains(&0) {
+        return Err(Errno::EINVAL);
+    }
+    b.resolver.ensure_beneath(dir)?;
+    let name = name.as_bytes();
+    rustix::fs::symlinkat(target, dir, name)?;
+    let undo = Undo::new(dir, name, false);
+    let file = b.lookup_created(dir, name, FileKind::Symlink)?;
+    let stat = b.finish_create(&file, uid, gid, None)?;
+    undo.keep();
+    Ok(Node { file, stat })
+}
+
+/// LinkAt: links the inode `target` pins, named through its `/proc/self/fd` entry with
+/// `AT_SYMLINK_FOLLOW` (which follows only the magic link: a symlink target is linked
+/// itself). Unlike `AT_EMPTY_PATH` this needs no `CAP_DAC_READ_SEARCH` (gVisor #8688), and
+/// unlike linking by the target's parent and name it cannot be redirected by a rename.
+pub(super) fn link(
+    b: &HostBackend,
+    dir: &HostFile,
+    name: Name<'_>,
+    target: &HostFile,
+) -> BResult<Node<HostFile>> {
+    if target.kind() == FileKind::Directory {
+        return Err(Errno::EPERM);
+    }
+    b.resolver.ensure_beneath(dir)?;
+    let name = name.as_bytes();
+    let source = Resolver::proc_name(target.as_fd());
+    rustix::fs::linkat(
+        b.resolver.proc_self_fd(),
+        source,
+        dir,
+        name,
+        AtFlags::SYMLINK_FOLLOW,
+    )?;
+    let undo = Undo::new(dir, name, false);
+    // The new name is the same inode: a duplicate of the target's FD is its control FD.
+    let file = target.try_clone()?;
+    let stat = stat_fd(file.as_fd())?;
+    undo.keep();
+    Ok(Node { file, stat })
+}
+
+/// UnlinkAt; `flags` (0 or `AT_REMOVEDIR`) are passed through.
+pub(super) fn unlink(b: &HostBackend, dir: &HostFile, name: Name<'_>, flags: u32) -> BResult<()> {
+    b.resolver.ensure_beneath(dir)?;
+    let flags = AtFlags::from_bits(flags).ok_or(Errno::EINVAL)?;
+    Ok(rustix::fs::unlinkat(dir, name.as_bytes(), flags)?)
+}
+
+/// RenameAt and RenameAt2; `renameat2(2)` flags are passed through unchanged.
+pub(super) fn rename(
+    b: &HostBackend,
+    old_dir: &HostFile,
+    old_name: Name<'_>,
+    new_dir: &HostFile,
+    new_name: Name<'_>,
+    flags: u32,
+) -> BResult<()> {
+    b.resolver.ensure_beneath(old_dir)?;
+    b.resolver.ensure_beneath(new_dir)?;
+    let flags = RenameFlags::from_bits_retain(flags);
+    Ok(rustix::fs::renameat_with(
+        old_dir,
+        old_name.as_bytes(),
+        new_dir,
+        new_name.as_bytes(),
+        flags,
+    )?)
+}

@@ -1,0 +1,137 @@
+//! Getdents64: directory entries within a byte budget, continuing where the last call
+//! stopped.
+
+use std::os::fd::AsFd;
+
+use lisafs_protocol::wire::{Dirent64, Errno, MAX_MESSAGE_SIZE};
+use lisafs_server::BResult;
+use rustix::fs::{AtFlags, FileType, RawDir, SeekFrom, StatxFlags};
+
+use super::file::{FileKind, HostOpen};
+use super::HostBackend;
+
+/// Bytes the wire encoding of one entry takes besides its name (`Dirent64`).
+const DIRENT_WIRE_FIXED: usize = 27;
+/// The largest `getdents64` buffer one call uses; bigger budgets take several reads.
+const MAX_READ_BUFFER: usize = 64 * 1024;
+/// The smallest buffer that holds any entry (a 255-byte name needs 280 bytes).
+const MIN_READ_BUFFER: usize = 512;
+
+/// What Linux charges for an entry in a `getdents64` buffer: `struct linux_dirent64` is 19
+/// bytes plus the name and its NUL, rounded up to 8.
+fn reclen(name_len: usize) -> usize {
+    (19 + name_len + 1).next_multiple_of(8)
+}
+
+/// The `DT_*` value of a file type.
+fn d_type(file_type: FileType) -> u8 {
+    match file_type {
+        FileType::Fifo => 1,
+        FileType::CharacterDevice => 2,
+        FileType::Directory => 4,
+        FileType::BlockDevice => 6,
+        FileType::RegularFile => 8,
+        FileType::Symlink => 10,
+        FileType::Socket => 12,
+        _ => 0,
+    }
+}
+
+/// Reads entries from the directory position (from the start if `rewind`) while their
+/// Linux record lengths fit `budget`, the encoded response fits `MAX_MESSAGE_SIZE` and
+/// there are fewer than 65,535 of them. "." and ".." are consumed but never returned. When
+/// it stops early the position is set right after the last entry consumed, so the next
+/// call starts at the first entry not returned.
+pub(super) fn getdents(
+    b: &HostBackend,
+    open: &HostOpen,
+    rewind: bool,
+    budget: usize,
+) -> BResult<Vec<Dirent64>> {
+    if open.kind() != FileKind::Directory {
+        return Err(Errno::ENOTDIR);
+    }
+    let _serial = open.dir_lock.lock();
+    let fd = open.as_fd();
+    if rewind {
+        rustix::fs::seek(fd, SeekFrom::Start(0))?;
+    }
+    if budget == 0 {
+        return Ok(Vec::new());
+    }
+    // One stat per call: entries live on the directory's device unless they are mount
+    // points, which are only reachable (and then stat'ed) when submounts are allowed.
+    let dir_stat = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
+    let dir_dev = (dir_stat.stx_dev_major, dir_stat.stx_dev_minor);
+    let start = rustix::fs::tell(fd)?;
+
+    let mut buf: Vec<u8> = Vec::with_capacity(budget.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER));
+    let mut dir = RawDir::new(fd, buf.spare_capacity_mut());
+    let mut entries = Vec::new();
+    let mut used = 0usize;
+    let mut wire = 2usize;
+    let mut resume: Option<u64> = None;
+    let mut stopped_early = false;
+    while let Some(entry) = dir.next() {
+        let entry = entry?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            resume = Some(entry.next_entry_cookie());
+            continue;
+        }
+        let cost = reclen(name.len());
+        let wire_cost = DIRENT_WIRE_FIXED + name.len();
+        let full = used + cost > budget
+            || wire + wire_cost > MAX_MESSAGE_SIZE as usize
+            || entries.len() == usize::from(u16::MAX);
+        if full {
+            stopped_early = true;
+            break;
+        }
+        let file_type = entry.file_type();
+        let dev = match file_type {
+            FileType::Directory | FileType::Unknown if b.options.allow_submounts => {
+                let flags = AtFlags::SYMLINK_NOFOLLOW;
+                match rustix::fs::statx(fd, entry.file_name(), flags, StatxFlags::TYPE) {
+                    Ok(st) => (st.stx_dev_major, st.stx_dev_minor),
+                    Err(_) => {
+                        // Gone or unreadable: skipped, as gVisor skips entries it cannot stat.
+                        resume = Some(entry.next_entry_cookie());
+                        continue;
+                    }
+                }
+            }
+            _ => dir_dev,
+        };
+        used += cost;
+        wire += wire_cost;
+        resume = Some(entry.next_entry_cookie());
+        entries.push(Dirent64 {
+            ino: entry.ino(),
+            dev_minor: dev.1,
+            dev_major: dev.0,
+            off: entry.next_entry_cookie(),
+            d_type: d_type(file_type),
+            name: name.into(),
+        });
+    }
+    if stopped_early {
+        let position = resume.unwrap_or(start);
+        rustix::fs::seek(fd, SeekFrom::Start(position))?;
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclen_matches_linux_dirent64() {
+        // 19 bytes of header, the name, its NUL, rounded up to 8.
+        assert_eq!(reclen(1), 24);
+        assert_eq!(reclen(4), 24);
+        assert_eq!(reclen(5), 32);
+        assert_eq!(reclen(255), 280);
+    }
+}

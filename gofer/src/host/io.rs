@@ -1,0 +1,126 @@
+//! OpenAt (with the special-file and donation policy) and I/O on open FDs: PRead,
+//! PWrite, FAllocate, FSync.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use lisafs_protocol::wire::Errno;
+use lisafs_server::{BResult, OpenFlags, Opened};
+use rustix::fs::{FallocateFlags, OFlags};
+
+use super::file::{FileKind, HostFile, HostOpen};
+use super::HostBackend;
+
+/// The host access mode for `flags`, and whether the result is readable and writable.
+pub(super) fn access_flags(flags: OpenFlags) -> (OFlags, bool, bool) {
+    match (flags.read, flags.write) {
+        (true, true) => (OFlags::RDWR, true, true),
+        (false, true) => (OFlags::WRONLY, false, true),
+        _ => (OFlags::RDONLY, true, false),
+    }
+}
+
+/// A duplicate of a regular file's open FD for the client, best effort: a failed `dup`
+/// only means the client does its I/O over RPC.
+pub(super) fn donate(open: &HostOpen) -> Option<OwnedFd> {
+    match rustix::io::fcntl_dupfd_cloexec(open, 0) {
+        Ok(fd) => Some(fd),
+        Err(err) => {
+            tracing::debug!("not donating an open file: {err}");
+            None
+        }
+    }
+}
+
+/// OpenAt. Directories open read-only and are never donated; regular files open with the
+/// requested access and are donated; FIFOs only with `--host-fifo open`, non-blocking so
+/// the open cannot wait for a peer, donated (mandatory: I/O on a FIFO needs the FD);
+/// character devices and (unless allowed) sockets are refused.
+pub(super) fn open(
+    b: &HostBackend,
+    file: &HostFile,
+    flags: OpenFlags,
+) -> BResult<Opened<HostOpen>> {
+    let (access, readable, writable) = access_flags(flags);
+    let trunc = if flags.truncate {
+        OFlags::TRUNC
+    } else {
+        OFlags::empty()
+    };
+    match file.kind() {
+        FileKind::Directory => {
+            let fd = b.resolver.reopen(file, OFlags::RDONLY)?;
+            Ok(Opened {
+                open: HostOpen::new(fd, FileKind::Directory, true, false),
+                donated: None,
+            })
+        }
+        FileKind::Regular => {
+            let fd = b.resolver.reopen(file, access | trunc)?;
+            let open = HostOpen::new(fd, FileKind::Regular, readable, writable);
+            let donated = donate(&open);
+            Ok(Opened { open, donated })
+        }
+        FileKind::Fifo if b.options.fifo_open => {
+            let fd = b.resolver.reopen(file, access | OFlags::NONBLOCK)?;
+            // The open is done; blocking I/O is what the client expects of its FD, and the
+            // gofer's own pread/pwrite on a FIFO fail with ESPIPE without waiting.
+            let status = rustix::fs::fcntl_getfl(&fd)?;
+            rustix::fs::fcntl_setfl(&fd, status - OFlags::NONBLOCK)?;
+            let donated = Some(rustix::io::fcntl_dupfd_cloexec(&fd, 0)?);
+            let open = HostOpen::new(fd, FileKind::Fifo, readable, writable);
+            Ok(Opened { open, donated })
+        }
+        FileKind::Socket if b.options.uds_connect => {
+            // Linux refuses to open a socket file (ENXIO); report what the host says.
+            let fd = b.resolver.reopen(file, access | OFlags::NONBLOCK)?;
+            Ok(Opened {
+                open: HostOpen::new(fd, FileKind::Socket, readable, writable),
+                donated: None,
+            })
+        }
+        FileKind::Symlink => Err(Errno::EINVAL),
+        FileKind::Fifo | FileKind::Socket | FileKind::CharDevice => Err(Errno::EPERM),
+    }
+}
+
+/// PRead: `pread` at `offset`; a short read is not an error, 0 is the end of the file.
+pub(super) fn read(open: &HostOpen, offset: u64, buf: &mut [u8]) -> BResult<usize> {
+    if !open.readable() {
+        return Err(Errno::EBADF);
+    }
+    loop {
+        match rustix::io::pread(open, &mut *buf, offset) {
+            Err(rustix::io::Errno::INTR) => continue,
+            result => return Ok(result?),
+        }
+    }
+}
+
+/// PWrite: `pwrite` at `offset`.
+pub(super) fn write(open: &HostOpen, offset: u64, data: &[u8]) -> BResult<usize> {
+    if !open.writable() {
+        return Err(Errno::EBADF);
+    }
+    loop {
+        match rustix::io::pwrite(open, data, offset) {
+            Err(rustix::io::Errno::INTR) => continue,
+            result => return Ok(result?),
+        }
+    }
+}
+
+/// FAllocate: `mode` goes to `fallocate(2)` unchanged (hole punching works); the host's
+/// errno is the answer. A mode wider than the syscall's `int` cannot be valid (`EINVAL`).
+pub(super) fn allocate(open: &HostOpen, mode: u64, offset: u64, length: u64) -> BResult<()> {
+    if !open.writable() {
+        return Err(Errno::EBADF);
+    }
+    let mode = u32::try_from(mode).map_err(|_| Errno::EINVAL)?;
+    let mode = FallocateFlags::from_bits_retain(mode);
+    Ok(rustix::fs::fallocate(open.as_fd(), mode, offset, length)?)
+}
+
+/// FSync.
+pub(super) fn sync(open: &HostOpen) -> BResult<()> {
+    Ok(rustix::fs::fsync(open)?)
+}
