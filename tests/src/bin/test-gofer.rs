@@ -1,0 +1,4 @@
+//! The gofer, built inside the test package; identical to the `gofer` binary.
+fn main() -> std::process::ExitCode {
+    lisafs_gofer::cli::main()
+}

@@ -1,0 +1,140 @@
+//! A gofer process under test.
+
+use std::fs;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use lisafs_client::Client;
+use lisafs_protocol::transport::socket::FramedSocket;
+use tempfile::TempDir;
+
+/// A running gofer serving `<tmp>/root` on `<tmp>/s`, with `<tmp>/out` beside the root as
+/// a canary: nothing a client does may touch it. Killed on drop.
+#[derive(Debug)]
+pub struct Gofer {
+    child: Child,
+    dir: TempDir,
+    socket: PathBuf,
+}
+
+impl Gofer {
+    /// Starts `binary` (the test package's `test-gofer`) with `extra` flags after
+    /// `--root` and `--socket`, and waits until it accepts connections.
+    pub fn start(binary: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lt")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let root = dir.path().join("root");
+        let out = dir.path().join("out");
+        fs::create_dir(&root).expect("root dir");
+        fs::create_dir(&out).expect("canary dir");
+        fs::write(out.join("secret"), b"canary").expect("canary file");
+        let socket = dir.path().join("s");
+        let child = Command::new(binary)
+            .arg("--root")
+            .arg(&root)
+            .arg("--socket")
+            .arg(&socket)
+            .args(extra)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the gofer");
+        let mut gofer = Self { child, dir, socket };
+        gofer.wait_ready();
+        gofer
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while UnixStream::connect(&self.socket).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("gofer exited during start-up: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "gofer did not listen within 10 s"
+            );
+            sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The served directory.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("root")
+    }
+
+    /// The canary directory beside the root.
+    pub fn outside(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The listening socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// A mounted client connection.
+    pub fn client(&self) -> Client {
+        Client::connect(&self.socket).expect("connect and mount")
+    }
+
+    /// A raw connection, not yet mounted, for protocol-level tests.
+    pub fn raw(&self) -> FramedSocket {
+        let stream = UnixStream::connect(&self.socket).expect("connect");
+        FramedSocket::new(OwnedFd::from(stream))
+    }
+
+    /// The gofer's process ID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// How many FDs the gofer process has open now.
+    pub fn open_fds(&self) -> usize {
+        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("gofer /proc fd dir")
+            .count()
+    }
+
+    /// Waits (up to 5 s) until the gofer's open FD count is `want`, and returns the last
+    /// count seen: connection teardown happens on the gofer's own thread.
+    pub fn settle_fds(&self, want: usize) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let now = self.open_fds();
+            if now == want || Instant::now() > deadline {
+                return now;
+            }
+            sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Panics unless the canary beside the root is exactly as created.
+    pub fn assert_canary_untouched(&self) {
+        let out = self.outside();
+        let names: Vec<_> = fs::read_dir(&out)
+            .expect("canary dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(names, ["secret"], "something was created outside the root");
+        let secret = fs::read(out.join("secret")).expect("canary file");
+        assert_eq!(secret, b"canary", "the canary file was changed");
+    }
+}
+
+impl Drop for Gofer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
