@@ -40,6 +40,8 @@ impl Gofer {
             .arg(&root)
             .arg("--socket")
             .arg(&socket)
+            // Tests read the gofer's warnings, not its start-up chatter.
+            .args(["--log-level", "warn"])
             .args(extra)
             .stdin(Stdio::null())
             .spawn()
