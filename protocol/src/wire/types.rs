@@ -24,12 +24,6 @@ fixed_struct! {
     /// IDs are per connection, start at 1 and are never reused; 0 is never valid.
     pub struct FdId(pub u64);
 
-    /// A user ID as sent on the wire; [`Uid::NONE`] means "not set".
-    pub struct Uid(pub u32);
-
-    /// A group ID as sent on the wire; [`Gid::NONE`] means "not set".
-    pub struct Gid(pub u32);
-
     /// A `struct timespec`: seconds and nanoseconds, both signed 64-bit. `nsec` may carry
     /// `UTIME_NOW` or `UTIME_OMIT` in SetStat.
     pub struct Timespec {
@@ -125,9 +119,9 @@ fixed_struct! {
     pub struct CreateCommon {
         /// Control FD of the directory to create in.
         pub dir_fd: FdId,
-        /// Owner for the new file, or [`Uid::NONE`].
+        /// Owner for the new file, or [`Uid::NONE`] (the default).
         pub uid: Uid,
-        /// Group for the new file, or [`Gid::NONE`].
+        /// Group for the new file, or [`Gid::NONE`] (the default).
         pub gid: Gid,
         /// File mode: permission bits, plus the type bits for MknodAt.
         pub mode: u16,
@@ -135,6 +129,38 @@ fixed_struct! {
         pub _pad0: u16,
         /// Padding, sent as zero.
         pub _pad1: u32,
+    }
+}
+
+/// Derives of an owner ID: those of every fixed struct except `Default`, which must mean
+/// "not set" rather than 0, i.e. root.
+macro_rules! owner_id {
+    ($($item:item)*) => {$(
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[derive(FromBytes, IntoBytes, KnownLayout, Immutable)]
+        #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+        #[repr(C)]
+        $item
+    )*};
+}
+
+owner_id! {
+    /// A user ID as sent on the wire; [`Uid::NONE`] (also the default) means "not set".
+    pub struct Uid(pub u32);
+
+    /// A group ID as sent on the wire; [`Gid::NONE`] (also the default) means "not set".
+    pub struct Gid(pub u32);
+}
+
+impl Default for Uid {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+impl Default for Gid {
+    fn default() -> Self {
+        Self::NONE
     }
 }
 
@@ -306,5 +332,16 @@ wire_struct! {
         pub d_type: u8,
         /// Entry name.
         pub name: SizedString,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_owner_is_unset_not_root() {
+        let common = CreateCommon::default();
+        assert_eq!((common.uid, common.gid), (Uid::NONE, Gid::NONE));
     }
 }
