@@ -70,7 +70,9 @@ pub struct OpenFlags {
 
 /// A filesystem served over lisafs. See the module documentation for the split of duties.
 ///
-/// Methods take `&self` and may be called concurrently from many connection threads. The
+/// Methods take `&self` and may be called concurrently from many connection threads, but
+/// each call runs start to finish on the thread that received the request (a backend may
+/// switch that thread's credentials for the call, as `connect` with `creds` does). The
 /// server has already validated every name (a [`Name`] is one non-empty component, not
 /// `.` or `..`, without `/` or NUL), checked FD kinds and directory-ness where the
 /// protocol demands it, and refused mutations on read-only connections.
@@ -271,7 +273,9 @@ pub trait Backend: Send + Sync + 'static {
 
     /// Reads directory entries of an open directory (Getdents64): from the start if
     /// `rewind`, at most `budget` bytes counted as Linux `dirent64` record lengths, and
-    /// never "." or "..". An empty result means the end of the directory.
+    /// never "." or "..". An empty result means the end of the directory. The server caps
+    /// `budget` so that any result fits one response; the backend must still stop before
+    /// 65,535 entries and resume where it stopped on the next call.
     fn getdents(&self, open: &Self::Open, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
         Err(Errno::ENOSYS)
     }
