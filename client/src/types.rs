@@ -127,14 +127,17 @@ pub enum FileType {
 impl FileType {
     /// From the `S_IFMT` bits of a mode (`Statx::mode`).
     pub fn from_mode(mode: u16) -> Self {
-        match mode & 0o170_000 {
-            0o100_000 => Self::Regular,
-            0o040_000 => Self::Directory,
-            0o120_000 => Self::Symlink,
-            0o140_000 => Self::Socket,
-            0o010_000 => Self::Fifo,
-            0o020_000 => Self::CharDevice,
-            0o060_000 => Self::BlockDevice,
+        use lisafs_protocol::wire::{
+            S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+        };
+        match mode & S_IFMT {
+            S_IFREG => Self::Regular,
+            S_IFDIR => Self::Directory,
+            S_IFLNK => Self::Symlink,
+            S_IFSOCK => Self::Socket,
+            S_IFIFO => Self::Fifo,
+            S_IFCHR => Self::CharDevice,
+            S_IFBLK => Self::BlockDevice,
             _ => Self::Unknown,
         }
     }

@@ -9,15 +9,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use lisafs_protocol::wire::{Errno, FdId, Inode, Statx};
+use lisafs_protocol::wire::{Errno, FdId, Inode, Statx, S_IFDIR, S_IFLNK, S_IFMT, S_IFSOCK};
 
 use crate::backend::{Backend, Node};
 use crate::node_lock::NodeLock;
-
-const S_IFMT: u16 = 0o170000;
-const S_IFDIR: u16 = 0o040000;
-const S_IFLNK: u16 = 0o120000;
-const S_IFSOCK: u16 = 0o140000;
 
 /// A file the client can name: metadata, traversal and creation go through it.
 pub(crate) struct ControlFd<B: Backend> {

@@ -8,13 +8,10 @@ use std::os::fd::AsFd;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use lisafs_client::{Client, ControlFd, Owner, SetStat};
-use lisafs_protocol::wire::{Errno, Statx, Timespec, WalkStatus};
+use lisafs_protocol::wire::{
+    Errno, Statx, Timespec, WalkStatus, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 
-const S_IFMT: u16 = 0o170000;
-const S_IFREG: u16 = 0o100000;
-const S_IFDIR: u16 = 0o040000;
-const S_IFLNK: u16 = 0o120000;
-const S_IFSOCK: u16 = 0o140000;
 const O_RDONLY: u32 = 0;
 const O_RDWR: u32 = 2;
 const DT_REG: u8 = 8;

@@ -13,7 +13,7 @@ use lisafs_server::{BResult, Create, Name, Node, OpenFlags, Opened};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use super::attr;
-use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFCHR, S_IFREG};
+use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFCHR, S_IFMT, S_IFREG};
 use super::io::{access_flags, donate};
 use super::resolve::Resolver;
 use super::HostBackend;
@@ -144,7 +144,7 @@ pub(super) fn mknod(
     major: u32,
     minor: u32,
 ) -> BResult<Node<HostFile>> {
-    let file_type = u16::try_from(attrs.mode & 0o170_000).map_err(|_| Errno::EPERM)?;
+    let file_type = u16::try_from(attrs.mode & u32::from(S_IFMT)).map_err(|_| Errno::EPERM)?;
     let whiteout = file_type == S_IFCHR && major == 0 && minor == 0;
     if file_type != S_IFREG && !whiteout {
         return Err(Errno::EPERM);

@@ -25,14 +25,9 @@ pub enum FileKind {
     CharDevice,
 }
 
-/// `S_IFMT` and the type values, as `u16` like the wire `Statx::mode`.
-const S_IFMT: u16 = 0o170_000;
-pub(crate) const S_IFSOCK: u16 = 0o140_000;
-pub(crate) const S_IFLNK: u16 = 0o120_000;
-pub(crate) const S_IFREG: u16 = 0o100_000;
-pub(crate) const S_IFDIR: u16 = 0o040_000;
-pub(crate) const S_IFCHR: u16 = 0o020_000;
-pub(crate) const S_IFIFO: u16 = 0o010_000;
+pub(crate) use lisafs_protocol::wire::{
+    S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+};
 
 impl FileKind {
     /// The kind of a file with `mode`, or `EPERM` for a type the policy refuses (block

@@ -24,5 +24,6 @@ pub use mid::{Mid, UnknownMid};
 pub use msg::*;
 pub use types::{
     CreateCommon, Dirent64, FdArray, FdId, Gid, Inode, SizedString, StatFS, Statx, StatxTimestamp,
-    StringArray, Timespec, Uid, WalkStatus,
+    StringArray, Timespec, Uid, WalkStatus, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT,
+    S_IFREG, S_IFSOCK,
 };

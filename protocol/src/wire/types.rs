@@ -197,6 +197,24 @@ impl fmt::Display for FdId {
     }
 }
 
+/// File type bits of a mode (`Statx::mode`, `CreateCommon::mode`): `mode & S_IFMT` is one
+/// of the `S_IF*` values below.
+pub const S_IFMT: u16 = 0o170_000;
+/// Unix socket.
+pub const S_IFSOCK: u16 = 0o140_000;
+/// Symbolic link.
+pub const S_IFLNK: u16 = 0o120_000;
+/// Regular file.
+pub const S_IFREG: u16 = 0o100_000;
+/// Block device.
+pub const S_IFBLK: u16 = 0o060_000;
+/// Directory.
+pub const S_IFDIR: u16 = 0o040_000;
+/// Character device.
+pub const S_IFCHR: u16 = 0o020_000;
+/// FIFO.
+pub const S_IFIFO: u16 = 0o010_000;
+
 /// A byte string with a `u16` length prefix (no NUL terminator). Names, symlink targets
 /// and xattr names and values are bytes, not necessarily UTF-8.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]

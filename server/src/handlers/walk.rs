@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use lisafs_protocol::wire::{
-    Errno, Inode, Statx, WalkReq, WalkResp, WalkStatReq, WalkStatResp, WalkStatus, MAX_MESSAGE_SIZE,
+    Errno, Inode, Statx, WalkReq, WalkResp, WalkStatReq, WalkStatResp, WalkStatus,
+    MAX_MESSAGE_SIZE, S_IFDIR, S_IFLNK, S_IFMT,
 };
 
 use crate::backend::Backend;
@@ -105,13 +106,13 @@ impl<B: Backend> Connection<B> {
                 Err(Errno::ENOENT) => break,
                 Err(errno) => return Err(errno),
             };
-            let file_type = node.stat.mode & 0o170000;
+            let file_type = node.stat.mode & S_IFMT;
             stats.push(node.stat);
             let last = i + 1 == names.len();
-            if file_type == 0o120000 || last {
+            if file_type == S_IFLNK || last {
                 break;
             }
-            if file_type != 0o040000 {
+            if file_type != S_IFDIR {
                 return Err(Errno::ENOTDIR);
             }
             owned = Some(node.file);
