@@ -146,7 +146,7 @@ impl<B: Backend> Connection<B> {
         let mounted = self.server.backend().mount()?;
         let lock = self.server.node_locks.get(&mounted.root.stat);
         let (root, stat) = ControlFd::new(mounted.root, lock);
-        let root = self.fds.lock().insert_control(root, stat)?;
+        let (root, _) = self.fds.lock().insert_control(root, stat)?;
         self.mounted.store(true, Ordering::Release);
         let resp = lisafs_protocol::wire::MountResp {
             root,

@@ -112,13 +112,19 @@ impl<B: Backend> FdTable<B> {
         Ok(FdId(id))
     }
 
-    /// Adds a control FD and returns its inode for the response.
-    pub(crate) fn insert_control(&mut self, fd: ControlFd<B>, stat: Statx) -> Result<Inode, Errno> {
-        let id = self.insert(FdEntry::Control(Arc::new(fd)))?;
-        Ok(Inode {
+    /// Adds a control FD; returns its inode for the response and the FD itself.
+    pub(crate) fn insert_control(
+        &mut self,
+        fd: ControlFd<B>,
+        stat: Statx,
+    ) -> Result<(Inode, Arc<ControlFd<B>>), Errno> {
+        let fd = Arc::new(fd);
+        let id = self.insert(FdEntry::Control(Arc::clone(&fd)))?;
+        let inode = Inode {
             control_fd: id,
             stat,
-        })
+        };
+        Ok((inode, fd))
     }
 
     pub(crate) fn get(&self, id: FdId) -> Result<FdEntry<B>, Errno> {

@@ -25,7 +25,7 @@ impl<B: Backend> Connection<B> {
             let _dir = dir.node.lock.write();
             create(self.server.backend())?
         };
-        self.new_control(node)
+        Ok(self.new_control(node)?.0)
     }
 
     pub(crate) fn mkdir_at(&self, req: MkdirAtReq) -> Result<MkdirAtResp, Errno> {

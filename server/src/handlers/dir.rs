@@ -62,11 +62,11 @@ impl<B: Backend> Connection<B> {
             return Err(Errno::ENOTDIR);
         }
         // A negative count asks for a rewind first; i32::MIN's magnitude is 2^31, no wrap.
-        let rewind = req.count < 0;
-        let asked = req.count.unsigned_abs() as usize;
-        if asked == 0 && !rewind {
+        if req.count == 0 {
             return Ok(Getdents64Resp::default());
         }
+        let rewind = req.count < 0;
+        let asked = req.count.unsigned_abs() as usize;
         // Entries are charged by Linux record length, which can be up to ~30% smaller than
         // their wire encoding; three quarters of the limit always fits one response.
         let budget = asked.min(MAX_MESSAGE_SIZE as usize / 4 * 3);

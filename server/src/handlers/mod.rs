@@ -22,20 +22,14 @@ use crate::fd_table::ControlFd;
 use crate::name::Name;
 
 impl<B: Backend> Connection<B> {
-    /// Registers a new control FD for `node`.
-    pub(crate) fn new_control(&self, node: Node<B::File>) -> Result<Inode, Errno> {
-        let lock = self.server.node_locks.get(&node.stat);
-        let (fd, stat) = ControlFd::new(node, lock);
-        self.fds.lock().insert_control(fd, stat)
-    }
-
-    /// Like [`Self::new_control`], but also returns the control FD itself.
-    pub(crate) fn new_control_arc(
+    /// Registers a new control FD for `node`; returns its inode and the FD.
+    pub(crate) fn new_control(
         &self,
         node: Node<B::File>,
     ) -> Result<(Inode, Arc<ControlFd<B>>), Errno> {
-        let inode = self.new_control(node)?;
-        Ok((inode, self.control(inode.control_fd)?))
+        let lock = self.server.node_locks.get(&node.stat);
+        let (fd, stat) = ControlFd::new(node, lock);
+        self.fds.lock().insert_control(fd, stat)
     }
 
     /// Drops FDIDs a failed request created.

@@ -71,7 +71,7 @@ impl<B: Backend> Connection<B> {
                 .create(&dir.file, name, create_attrs(&req.common), flags)?
         };
         let Opened { open, donated } = opened;
-        let (child, control) = self.new_control_arc(node)?;
+        let (child, control) = self.new_control(node)?;
         let new_fd = match self.register_open(control, open, flags) {
             Ok(id) => id,
             Err(errno) => {

@@ -56,7 +56,7 @@ impl<B: Backend> Connection<B> {
                 .backend()
                 .bind(&dir.file, name, req.sock_type, create_attrs(&req.common))?
         };
-        let (child, control) = self.new_control_arc(node)?;
+        let (child, control) = self.new_control(node)?;
         let bound = BoundSocketFd {
             _control: control,
             socket,

@@ -69,7 +69,7 @@ impl<B: Backend> Connection<B> {
             let _dir = dir.node.lock.read();
             self.server.backend().walk(&dir.file, name)?
         };
-        self.new_control_arc(node)
+        self.new_control(node)
     }
 
     pub(crate) fn walk_stat(&self, req: WalkStatReq) -> Result<WalkStatResp, Errno> {
