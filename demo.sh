@@ -14,7 +14,15 @@ mkdir -p "$root"
 sock="$work/gofer.sock"
 "$bin/gofer" --root "$root" --socket "$sock" --log-level warn &
 gofer=$!
-trap 'kill "$gofer" 2>/dev/null; wait "$gofer" 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() {
+  status=$?
+  # The gofer ends by our SIGTERM; its status is not the demo's.
+  kill "$gofer" 2>/dev/null || true
+  wait "$gofer" 2>/dev/null || true
+  rm -rf "$work"
+  exit "$status"
+}
+trap cleanup EXIT
 for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.05; done
 
 lisafs() { echo "\$ lisafs $*"; "$bin/lisafs" --socket "$sock" "$@"; }
