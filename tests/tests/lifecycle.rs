@@ -59,10 +59,10 @@ fn a_vanished_client_leaves_no_host_fd_and_others_carry_on() {
 
     // The client disappears without closing anything.
     drop(sock);
-    assert_eq!(
-        gofer.settle_fds(baseline),
-        baseline,
-        "host FDs outlived their connection"
+    let after = gofer.settle_fds(baseline);
+    assert!(
+        after <= baseline,
+        "host FDs outlived their connection: {after} open, {baseline} before"
     );
 
     // The other connection never noticed.
