@@ -1,0 +1,182 @@
+//! Flipcall turn-taking on the window's state word (SPEC.md §9.3), wire-compatible with
+//! gVisor: the active side stores the data length, moves the state word from its value to
+//! the peer's with a compare-and-swap, and always `FUTEX_WAKE`s it (shared, not private),
+//! so a peer that only ever sleeps in `FUTEX_WAIT` is woken.
+//!
+//! Our waiter first spins on the state word for a short, adaptive time, because a
+//! spin-then-wait round trip between two processes costs well under a microsecond where a
+//! futex sleep and wake costs several. See [`SpinPolicy`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::io::Errno;
+use rustix::thread::futex;
+
+use super::shm::Window;
+use super::ChannelError;
+
+/// State word: the client's turn (the initial value of a zeroed window).
+const CLIENT_TURN: u32 = 0;
+/// State word: the server's turn.
+const SERVER_TURN: u32 = 1;
+/// State word: shut down; every wait fails from now on.
+const SHUTDOWN: u32 = 2;
+
+/// Which end of the channel this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    fn own(self) -> u32 {
+        match self {
+            Side::Client => CLIENT_TURN,
+            Side::Server => SERVER_TURN,
+        }
+    }
+
+    fn peer(self) -> u32 {
+        match self {
+            Side::Client => SERVER_TURN,
+            Side::Server => CLIENT_TURN,
+        }
+    }
+}
+
+/// How long a waiter spins before it sleeps in `FUTEX_WAIT`.
+///
+/// The budget adapts to how long recent waits took: it is twice their moving average,
+/// capped at `max_spin`. When the peer answers quickly (a busy channel) the waiter catches
+/// the answer while spinning and never sleeps; when waits are long (an idle channel, a slow
+/// host operation) the average rises past the cap and the waiter sleeps at once, so an idle
+/// channel costs no CPU beyond one bounded spin after its last message. `max_spin` of zero
+/// turns spinning off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpinPolicy {
+    /// The longest a waiter ever spins.
+    pub max_spin: Duration,
+}
+
+impl Default for SpinPolicy {
+    fn default() -> Self {
+        Self {
+            max_spin: Duration::from_micros(50),
+        }
+    }
+}
+
+/// One side's view of a window: turn-taking, waiting and shutdown.
+#[derive(Debug)]
+pub(crate) struct Endpoint {
+    pub(crate) window: Window,
+    side: Side,
+    policy: SpinPolicy,
+    /// Moving average of recent wait times, in nanoseconds.
+    avg_wait_ns: AtomicU64,
+    shut_down: AtomicBool,
+}
+
+impl Endpoint {
+    pub(crate) fn new(window: Window, side: Side, policy: SpinPolicy) -> Self {
+        Self {
+            window,
+            side,
+            policy,
+            avg_wait_ns: AtomicU64::new(0),
+            shut_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Hands the turn to the peer with `data_len` bytes in the data area.
+    pub(crate) fn send(&self, data_len: usize) -> Result<(), ChannelError> {
+        let too_large = ChannelError::TooLarge {
+            len: data_len,
+            max: self.window.data_capacity(),
+        };
+        if data_len > self.window.data_capacity() {
+            return Err(too_large);
+        }
+        let data_len = u32::try_from(data_len).map_err(|_| too_large)?;
+        let state = self.window.state();
+        self.window.data_len().store(data_len, Ordering::Relaxed);
+        // Release publishes the data and its length with the turn.
+        match state.compare_exchange(
+            self.side.own(),
+            self.side.peer(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => {}
+            Err(SHUTDOWN) => return Err(ChannelError::Shutdown),
+            Err(_) => return Err(ChannelError::Protocol("sent out of turn")),
+        }
+        futex::wake(state, futex::Flags::empty(), 1).map_err(ChannelError::Io)?;
+        Ok(())
+    }
+
+    /// Waits for the turn to come back; returns the data length the peer set, checked
+    /// against the window's capacity.
+    pub(crate) fn wait(&self) -> Result<usize, ChannelError> {
+        let started = Instant::now();
+        let state = self.window.state();
+        let mut spin_until = Some(started + self.spin_budget());
+        loop {
+            if self.shut_down.load(Ordering::Acquire) {
+                return Err(ChannelError::Shutdown);
+            }
+            match state.load(Ordering::Acquire) {
+                s if s == self.side.own() => break,
+                SHUTDOWN => return Err(ChannelError::Shutdown),
+                s if s == self.side.peer() => {}
+                _ => return Err(ChannelError::Protocol("invalid state word")),
+            }
+            if let Some(deadline) = spin_until {
+                if Instant::now() < deadline {
+                    std::hint::spin_loop();
+                    continue;
+                }
+                spin_until = None;
+            }
+            match futex::wait(state, futex::Flags::empty(), self.side.peer(), None) {
+                Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
+                Err(err) => return Err(ChannelError::Io(err)),
+            }
+        }
+        self.record_wait(started.elapsed());
+        let len = self.window.data_len().load(Ordering::Relaxed) as usize;
+        if len > self.window.data_capacity() {
+            return Err(ChannelError::Protocol("data length beyond the window"));
+        }
+        Ok(len)
+    }
+
+    fn spin_budget(&self) -> Duration {
+        let avg = Duration::from_nanos(self.avg_wait_ns.load(Ordering::Relaxed));
+        let budget = avg.saturating_mul(2).max(Duration::from_micros(2));
+        if avg > self.policy.max_spin {
+            Duration::ZERO
+        } else {
+            budget.min(self.policy.max_spin)
+        }
+    }
+
+    fn record_wait(&self, took: Duration) {
+        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let avg = self.avg_wait_ns.load(Ordering::Relaxed);
+        // An average over roughly the last eight waits.
+        let next = avg - avg / 8 + took / 8;
+        self.avg_wait_ns.store(next, Ordering::Relaxed);
+    }
+
+    /// Ends the channel for both sides: every current and future wait, here and in the
+    /// peer, fails with [`ChannelError::Shutdown`].
+    pub(crate) fn shutdown(&self) {
+        self.shut_down.store(true, Ordering::Release);
+        let state = self.window.state();
+        state.swap(SHUTDOWN, Ordering::AcqRel);
+        let _ = futex::wake(state, futex::Flags::empty(), i32::MAX as u32);
+    }
+}

@@ -1,0 +1,282 @@
+//! Shared-memory channels (gVisor's flipcall), SPEC.md §9.
+//!
+//! A channel is a packet window in a sealed memfd, mapped by both sides, plus a
+//! `SOCK_SEQPACKET` pair for donated FDs. The window starts with a 16-byte header (the
+//! state word the sides take turns on, and the data length), then the data area: the
+//! 4-byte [`ChannelHeader`] and the payload. One RPC is: the client writes the request and
+//! hands the turn to the server; the server copies the request out (the client may still
+//! be scribbling on it), handles it, sends any FDs on the side socket, writes the response
+//! and hands the turn back.
+//!
+//! - `shm`: the mapping; the only `unsafe` in this crate.
+//! - `endpoint`: turn-taking with spin-then-futex waits ([`SpinPolicy`]).
+//! - `fds`: the FD side-channel.
+
+mod endpoint;
+mod fds;
+mod shm;
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+
+pub use endpoint::SpinPolicy;
+use endpoint::{Endpoint, Side};
+use shm::Window;
+use zerocopy::IntoBytes;
+
+use crate::transport::socket::Frame;
+use crate::wire::{ChannelHeader, ChannelResp};
+
+/// The handshake both sides send first: a JSON object (gVisor sends exactly this).
+const HANDSHAKE: &[u8] = b"{}\n";
+
+const PAGE: usize = 4096;
+
+/// Why a channel operation failed. Any error leaves the channel unusable: the client marks
+/// it dead, the server ends its thread; the connection's socket is unaffected.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    /// This side or the peer shut the channel down.
+    #[error("channel shut down")]
+    Shutdown,
+    /// The peer broke the protocol (bad state word, data length, handshake or FDs).
+    #[error("channel protocol violation: {0}")]
+    Protocol(&'static str),
+    /// A payload does not fit the window or the caller's limit.
+    #[error("payload of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The payload length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A system call failed.
+    #[error("channel I/O: {0}")]
+    Io(rustix::io::Errno),
+}
+
+/// The window length a server allocates for payloads of up to `max_payload` bytes: the
+/// 16-byte header, the 4-byte channel header and the payload, rounded up to a page.
+pub fn window_size(max_payload: u32) -> usize {
+    (16 + 4 + max_payload as usize).div_ceil(PAGE) * PAGE
+}
+
+/// One end of a channel.
+#[derive(Debug)]
+pub struct Channel {
+    endpoint: Arc<Endpoint>,
+    fd_socket: OwnedFd,
+    /// Receive buffer; grows to the largest message seen and is never zero-filled again.
+    buf: Vec<u8>,
+}
+
+/// Shuts a channel down from any thread, waking whoever waits on it (both sides).
+#[derive(Debug, Clone)]
+pub struct ChannelShutdown(Arc<Endpoint>);
+
+impl ChannelShutdown {
+    /// Ends the channel: current and future waits on either side fail.
+    pub fn shutdown(&self) {
+        self.0.shutdown();
+    }
+}
+
+/// What a server creates for one Channel request.
+#[derive(Debug)]
+pub struct NewChannel {
+    /// The server's end.
+    pub channel: Channel,
+    /// The Channel response describing the window.
+    pub resp: ChannelResp,
+    /// The FDs to donate, in order: the memfd, then the client's end of the FD socket.
+    pub donate: [OwnedFd; 2],
+}
+
+impl Channel {
+    /// Server: a new channel whose window holds payloads of up to `max_payload` bytes.
+    pub fn create(max_payload: u32, policy: SpinPolicy) -> Result<NewChannel, ChannelError> {
+        let len = window_size(max_payload);
+        let memfd = Window::create_memfd(len).map_err(ChannelError::Io)?;
+        let window = Window::map(&memfd, 0, len).map_err(ChannelError::Io)?;
+        let (server_sock, client_sock) = fds::pair().map_err(ChannelError::Io)?;
+        let resp = ChannelResp {
+            data_offset: 0,
+            data_length: len as u64,
+        };
+        Ok(NewChannel {
+            channel: Self::new(window, Side::Server, policy, server_sock),
+            resp,
+            donate: [memfd, client_sock],
+        })
+    }
+
+    /// Client: the channel a Channel response describes, from its two donated FDs. The
+    /// memfd can be closed afterwards; the mapping keeps the memory.
+    pub fn open(
+        resp: &ChannelResp,
+        memfd: impl AsFd,
+        fd_socket: OwnedFd,
+        policy: SpinPolicy,
+    ) -> Result<Self, ChannelError> {
+        let offset = u64::try_from(resp.data_offset)
+            .map_err(|_| ChannelError::Protocol("negative window offset"))?;
+        let len = usize::try_from(resp.data_length).unwrap_or(usize::MAX);
+        if len < PAGE || len > u32::MAX as usize {
+            return Err(ChannelError::Protocol("window size out of range"));
+        }
+        let window = Window::map(memfd, offset, len).map_err(ChannelError::Io)?;
+        Ok(Self::new(window, Side::Client, policy, fd_socket))
+    }
+
+    fn new(window: Window, side: Side, policy: SpinPolicy, fd_socket: OwnedFd) -> Self {
+        Self {
+            endpoint: Arc::new(Endpoint::new(window, side, policy)),
+            fd_socket,
+            buf: Vec::new(),
+        }
+    }
+
+    /// A handle that shuts this channel down from another thread.
+    pub fn shutdown_handle(&self) -> ChannelShutdown {
+        ChannelShutdown(Arc::clone(&self.endpoint))
+    }
+
+    /// Largest payload the window holds.
+    pub fn max_payload(&self) -> usize {
+        self.endpoint.window.data_capacity() - ChannelHeader::SIZE
+    }
+
+    /// Client: the handshake that must precede the first call.
+    pub fn connect(&mut self) -> Result<(), ChannelError> {
+        self.put(HANDSHAKE)?;
+        self.endpoint.send(HANDSHAKE.len())?;
+        let reply = self.take()?;
+        check_json_object(reply)
+    }
+
+    /// Server: answers the client's handshake.
+    pub fn accept(&mut self) -> Result<(), ChannelError> {
+        let hello = self.take()?;
+        check_json_object(hello)?;
+        self.put(HANDSHAKE)?;
+        self.endpoint.send(HANDSHAKE.len())
+    }
+
+    /// Client: one RPC. Sends `payload` under `mid`, waits for the response, and returns it
+    /// with up to `want_fds` donated FDs (extras are closed).
+    pub fn call(
+        &mut self,
+        mid: u16,
+        payload: &[u8],
+        want_fds: usize,
+        max_payload: usize,
+    ) -> Result<Frame<'_>, ChannelError> {
+        self.put_message(mid, payload, 0)?;
+        let len = self.endpoint.wait()?;
+        let (header, _) = self.copy_out(len)?;
+        if len - ChannelHeader::SIZE > max_payload {
+            return Err(ChannelError::TooLarge {
+                len: len - ChannelHeader::SIZE,
+                max: max_payload,
+            });
+        }
+        let fds = fds::recv(self.fd_socket.as_fd(), header.num_fds, want_fds)?;
+        Ok(Frame {
+            mid: header.mid,
+            payload: &self.buf[ChannelHeader::SIZE..len],
+            fds,
+        })
+    }
+
+    /// Server: waits for the next request and copies it out of the window, so that the
+    /// client can no longer change it while it is decoded.
+    pub fn recv_request(&mut self) -> Result<Frame<'_>, ChannelError> {
+        let len = self.endpoint.wait()?;
+        let (header, _) = self.copy_out(len)?;
+        Ok(Frame {
+            mid: header.mid,
+            payload: &self.buf[ChannelHeader::SIZE..len],
+            fds: Vec::new(),
+        })
+    }
+
+    /// Server: sends the response to the last request; FDs go first, on the side socket.
+    pub fn send_response(
+        &mut self,
+        mid: u16,
+        payload: &[u8],
+        donate: &[BorrowedFd<'_>],
+    ) -> Result<(), ChannelError> {
+        let sent = fds::send(self.fd_socket.as_fd(), donate);
+        self.put_message(mid, payload, sent)
+    }
+
+    /// Writes a message into the window and hands over the turn.
+    fn put_message(&mut self, mid: u16, payload: &[u8], num_fds: u8) -> Result<(), ChannelError> {
+        if payload.len() > self.max_payload() {
+            return Err(ChannelError::TooLarge {
+                len: payload.len(),
+                max: self.max_payload(),
+            });
+        }
+        let header = ChannelHeader {
+            mid,
+            num_fds,
+            _pad: 0,
+        };
+        let window = &self.endpoint.window;
+        window
+            .write_data(0, header.as_bytes())
+            .map_err(ChannelError::Io)?;
+        window
+            .write_data(ChannelHeader::SIZE, payload)
+            .map_err(ChannelError::Io)?;
+        self.endpoint.send(ChannelHeader::SIZE + payload.len())
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.endpoint
+            .window
+            .write_data(0, bytes)
+            .map_err(ChannelError::Io)
+    }
+
+    /// Waits for the turn and returns the data area's bytes, copied out.
+    fn take(&mut self) -> Result<&[u8], ChannelError> {
+        let len = self.endpoint.wait()?;
+        self.copy_into_buf(len)?;
+        Ok(&self.buf[..len])
+    }
+
+    /// Copies a message of `len` bytes out and parses its header.
+    fn copy_out(&mut self, len: usize) -> Result<(ChannelHeader, usize), ChannelError> {
+        if len < ChannelHeader::SIZE {
+            return Err(ChannelError::Protocol("message shorter than its header"));
+        }
+        self.copy_into_buf(len)?;
+        let mut raw = [0u8; ChannelHeader::SIZE];
+        raw.copy_from_slice(&self.buf[..ChannelHeader::SIZE]);
+        let header: ChannelHeader = zerocopy::transmute!(raw);
+        Ok((header, len))
+    }
+
+    fn copy_into_buf(&mut self, len: usize) -> Result<(), ChannelError> {
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
+        self.endpoint
+            .window
+            .read_data(&mut self.buf[..len])
+            .map_err(ChannelError::Io)
+    }
+}
+
+/// The handshake is a JSON object whose contents are ignored; we check its braces only.
+fn check_json_object(bytes: &[u8]) -> Result<(), ChannelError> {
+    let text = bytes.trim_ascii();
+    if text.first() == Some(&b'{') && text.last() == Some(&b'}') {
+        Ok(())
+    } else {
+        Err(ChannelError::Protocol("handshake is not a JSON object"))
+    }
+}

@@ -1,0 +1,141 @@
+//! The mapped packet window: the only `unsafe` in the protocol crate.
+//!
+//! The window is shared with the peer process, which may be hostile and may write to it at
+//! any moment. So no Rust reference to window memory is ever created except the two
+//! `AtomicU32` control words; payload bytes move only by copying through raw pointers into
+//! or out of our own buffers, and what is copied out is validated after the copy.
+#![allow(unsafe_code)] // Reason: mmap of a shared memfd, and access to memory another process writes.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::AtomicU32;
+
+use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags, SealFlags};
+use rustix::io::Errno;
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+
+/// Offset of the connection state word (the futex).
+const STATE_OFFSET: usize = 0;
+/// Offset of the data length word.
+const DATA_LEN_OFFSET: usize = 4;
+/// Offset of the data area (channel header, then payload).
+pub(crate) const DATA_OFFSET: usize = 16;
+
+/// A mapped packet window.
+#[derive(Debug)]
+pub(crate) struct Window {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the window is plain shared memory; every access goes through atomics or raw
+// copies that tolerate concurrent modification, so it may be used from any thread.
+unsafe impl Send for Window {}
+// SAFETY: as above; `&Window` hands out only `&AtomicU32`s and copies.
+unsafe impl Sync for Window {}
+
+impl Window {
+    /// Creates a sealed memfd of `len` bytes for a new window. Shrinking is sealed so the
+    /// peer can never truncate the file under our mapping (which would fault us).
+    pub(crate) fn create_memfd(len: usize) -> Result<OwnedFd, Errno> {
+        let fd = memfd_create(
+            "flipcall_packet_windows",
+            MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING,
+        )?;
+        ftruncate(&fd, len as u64)?;
+        fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+        Ok(fd)
+    }
+
+    /// Maps `len` bytes of `fd` at `offset`, shared and read-write. The length must hold
+    /// the 16-byte header and the 4-byte channel header.
+    pub(crate) fn map(fd: impl AsFd, offset: u64, len: usize) -> Result<Self, Errno> {
+        if len < DATA_OFFSET + 4 || len > u32::MAX as usize {
+            return Err(Errno::INVAL);
+        }
+        // SAFETY: a fresh mapping at an address the kernel picks (null hint) cannot alias
+        // any Rust object; the result is checked and owned by the returned Window, which
+        // unmaps exactly this range on drop.
+        let ptr = unsafe {
+            mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                offset,
+            )?
+        };
+        let base = NonNull::new(ptr.cast::<u8>()).ok_or(Errno::INVAL)?;
+        Ok(Self { base, len })
+    }
+
+    /// Bytes available for the channel header plus payload.
+    pub(crate) fn data_capacity(&self) -> usize {
+        self.len - DATA_OFFSET
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: the mapping is page-aligned and at least DATA_OFFSET bytes long, so
+        // `offset` (0 or 4) is in bounds and 4-aligned; it lives as long as `self`. Only
+        // atomic operations are ever done on these words, by us and by the peer.
+        unsafe { &*self.base.as_ptr().wrapping_add(offset).cast::<AtomicU32>() }
+    }
+
+    /// The state word: 0 client's turn, 1 server's turn, 2 shut down.
+    pub(crate) fn state(&self) -> &AtomicU32 {
+        self.word(STATE_OFFSET)
+    }
+
+    /// The data length word: bytes of header plus payload in the data area.
+    pub(crate) fn data_len(&self) -> &AtomicU32 {
+        self.word(DATA_LEN_OFFSET)
+    }
+
+    /// Copies `dst.len()` bytes from the data area into `dst`.
+    pub(crate) fn read_data(&self, dst: &mut [u8]) -> Result<(), Errno> {
+        self.check(dst.len())?;
+        // SAFETY: `check` keeps the range inside the mapping; `dst` is our own buffer and
+        // cannot overlap shared memory. The peer may change the bytes while we copy; they
+        // are plain `u8`s with no validity invariant, and the caller validates the copy.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                self.base.as_ptr().wrapping_add(DATA_OFFSET),
+                dst.as_mut_ptr(),
+                dst.len(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Copies `src` into the data area at `at` bytes from its start.
+    pub(crate) fn write_data(&self, at: usize, src: &[u8]) -> Result<(), Errno> {
+        self.check(at.checked_add(src.len()).ok_or(Errno::INVAL)?)?;
+        // SAFETY: `check` keeps the range inside the mapping; `src` is our own buffer and
+        // cannot overlap shared memory. The peer must not read these bytes until we hand
+        // it the turn, and if it does, it only sees bytes.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                src.as_ptr(),
+                self.base.as_ptr().wrapping_add(DATA_OFFSET + at),
+                src.len(),
+            );
+        }
+        Ok(())
+    }
+
+    fn check(&self, end: usize) -> Result<(), Errno> {
+        if end > self.data_capacity() {
+            return Err(Errno::INVAL);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Window {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` are exactly the range `map` mapped, and no reference into it
+        // outlives `self` (the atomics borrow `self`).
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), self.len) };
+    }
+}
