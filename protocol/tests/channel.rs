@@ -75,7 +75,7 @@ fn calls_round_trip_with_their_mids_payloads_and_fds() {
         want.reverse();
         assert_eq!((frame.mid, frame.payload), (8, &want[..]));
     }
-    let big: Vec<u8> = (0..MAX).map(|i| (i % 253) as u8).collect();
+    let big: Vec<u8> = (0..MAX).map(|i| u8::try_from(i % 253).unwrap()).collect();
     let frame = client.call(1, &big, 0, MAX).unwrap();
     assert_eq!(frame.payload.len(), MAX);
     assert!(frame.payload.iter().rev().eq(big.iter()));
