@@ -1,9 +1,10 @@
 //! The `gofer` command line.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{ArgGroup, Parser, ValueEnum};
-use lisafs_server::ServerOptions;
+use lisafs_server::{ServerOptions, SpinPolicy};
 
 use crate::host::HostOptions;
 
@@ -61,6 +62,17 @@ pub struct Config {
     /// Most FDs one connection may hold at once (EMFILE beyond).
     #[arg(long, value_name = "N", default_value_t = ServerOptions::default().max_fds)]
     pub max_fds: usize,
+
+    /// Most shared-memory channels one connection may create (ENOMEM beyond; 0 leaves
+    /// clients on the socket).
+    #[arg(long, value_name = "N", default_value_t = ServerOptions::default().max_channels)]
+    pub max_channels: usize,
+
+    /// Longest a channel thread spins on its window before it sleeps in FUTEX_WAIT, in
+    /// microseconds. The actual spin adapts to recent response times up to this cap; 0
+    /// never spins (lowest CPU use, slowest round trips).
+    #[arg(long, value_name = "MICROS", default_value_t = 50)]
+    pub spin_us: u64,
 
     /// Log level; logs go to standard error.
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
@@ -135,6 +147,10 @@ impl Config {
         ServerOptions {
             readonly: self.readonly,
             max_fds: self.max_fds,
+            max_channels: self.max_channels,
+            spin: SpinPolicy {
+                max_spin: Duration::from_micros(self.spin_us),
+            },
         }
     }
 }

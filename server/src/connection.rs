@@ -6,7 +6,7 @@
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use lisafs_protocol::wire::{
     encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, MAX_MESSAGE_SIZE,
@@ -14,15 +14,15 @@ use lisafs_protocol::wire::{
 use parking_lot::Mutex;
 
 use crate::backend::Backend;
+use crate::channels::Running;
 use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
 use crate::server::Server;
 
-/// The MIDs this server serves, as advertised by Mount: gVisor fsgofer's list without
-/// Channel, which arrives with the shared-memory transport. Flush is served but, as in
-/// gVisor, not advertised, so clients skip the round trip.
-pub(crate) const SUPPORTED: [u16; 31] = [
-    1, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, 25, 26, 27, 28,
-    29, 30, 31, 32, 33,
+/// The MIDs this server serves, as advertised by Mount: gVisor fsgofer's list. Flush is
+/// served but, as in gVisor, not advertised, so clients skip the round trip.
+pub(crate) const SUPPORTED: [u16; 32] = [
+    1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, 25, 26, 27,
+    28, 29, 30, 31, 32, 33,
 ];
 
 /// A handler's result: the response and the host FDs it donates, in order.
@@ -38,16 +38,24 @@ pub(crate) struct Connection<B: Backend> {
     pub(crate) server: Arc<Server<B>>,
     pub(crate) fds: Mutex<FdTable<B>>,
     mounted: AtomicBool,
+    /// This connection, for the channel threads it starts.
+    pub(crate) me: Weak<Self>,
+    pub(crate) channels: Mutex<Vec<Running>>,
+    /// Set when the socket has ended: new channels are refused.
+    pub(crate) closing: AtomicBool,
 }
 
 impl<B: Backend> Connection<B> {
-    pub(crate) fn new(server: Arc<Server<B>>) -> Self {
+    pub(crate) fn new(server: Arc<Server<B>>) -> Arc<Self> {
         let max = server.options().max_fds;
-        Self {
+        Arc::new_cyclic(|me| Self {
             server,
             fds: Mutex::new(FdTable::new(max)),
             mounted: AtomicBool::new(false),
-        }
+            me: me.clone(),
+            channels: Mutex::new(Vec::new()),
+            closing: AtomicBool::new(false),
+        })
     }
 
     /// Handles one request; writes the response payload into `out` and returns the
@@ -95,7 +103,7 @@ impl<B: Backend> Connection<B> {
         use AnyResponse as A;
         match req {
             R::Mount(_) => self.mount(),
-            R::Channel(_) => Err(Errno::EOPNOTSUPP),
+            R::Channel(_) => self.channel(),
             R::FStat(r) => reply(A::FStat(self.fstat(r)?)),
             R::SetStat(r) => reply(A::SetStat(self.set_stat(r)?)),
             R::Walk(r) => reply(A::Walk(self.walk(r)?)),

@@ -6,6 +6,7 @@
 //! mount with its own FD table. See ARCHITECTURE.md for the request lifecycle.
 
 mod backend;
+mod channels;
 mod connection;
 mod fd_table;
 mod handlers;
@@ -17,4 +18,5 @@ pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, O
 pub use name::Name;
 pub use server::{ServeError, Server, ServerOptions};
 
+pub use lisafs_protocol::transport::channel::SpinPolicy;
 pub use lisafs_protocol::wire;

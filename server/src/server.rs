@@ -4,6 +4,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use lisafs_protocol::transport::channel::SpinPolicy;
 use lisafs_protocol::transport::socket::{FramedSocket, SocketError};
 use lisafs_protocol::wire::{Errno, MAX_MESSAGE_SIZE};
 use parking_lot::RwLock;
@@ -24,6 +25,10 @@ pub struct ServerOptions {
     pub readonly: bool,
     /// Most FDIDs one connection may hold at once; beyond it requests fail with `EMFILE`.
     pub max_fds: usize,
+    /// Most shared-memory channels one connection may create; beyond it `ENOMEM`.
+    pub max_channels: usize,
+    /// How channel threads wait for requests (see [`SpinPolicy`]).
+    pub spin: SpinPolicy,
 }
 
 impl Default for ServerOptions {
@@ -31,6 +36,8 @@ impl Default for ServerOptions {
         Self {
             readonly: false,
             max_fds: 100_000,
+            max_channels: 4,
+            spin: SpinPolicy::default(),
         }
     }
 }
@@ -90,27 +97,11 @@ impl<B: Backend> Server<B> {
 
     /// Serves one connection on the calling thread until the client closes it. Every host
     /// resource of the connection is released before this returns.
-    pub fn serve(self: &Arc<Self>, mut socket: FramedSocket) -> Result<(), ServeError> {
+    pub fn serve(self: &Arc<Self>, socket: FramedSocket) -> Result<(), ServeError> {
         let conn = Connection::new(Arc::clone(self));
-        let mut out = Vec::new();
-        loop {
-            let (mid, fds) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
-                Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out),
-                Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
-                    socket.discard(len)?;
-                    tracing::debug!("MID {mid}: {len}-byte request exceeds the limit");
-                    conn.error(Errno::EIO, &mut out)
-                }
-                Err(SocketError::Oversized { len, .. }) => {
-                    return Err(ServeError::Oversized { len })
-                }
-                Err(SocketError::Closed) => return Ok(()),
-                Err(err) => return Err(err.into()),
-            };
-            let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-            socket.send(mid, &out, &borrowed)?;
-            // Our copies of donated FDs close here; the client holds its own.
-        }
+        let result = serve_socket(&conn, socket);
+        conn.stop_channels();
+        result
     }
 
     /// Serves one connection on a new thread; errors are logged.
@@ -123,5 +114,29 @@ impl<B: Backend> Server<B> {
                     tracing::warn!("connection ended: {err}");
                 }
             })
+    }
+}
+
+/// The socket communicator: one request at a time until the client goes away.
+fn serve_socket<B: Backend>(
+    conn: &Connection<B>,
+    mut socket: FramedSocket,
+) -> Result<(), ServeError> {
+    let mut out = Vec::new();
+    loop {
+        let (mid, fds) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
+            Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out),
+            Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
+                socket.discard(len)?;
+                tracing::debug!("MID {mid}: {len}-byte request exceeds the limit");
+                conn.error(Errno::EIO, &mut out)
+            }
+            Err(SocketError::Oversized { len, .. }) => return Err(ServeError::Oversized { len }),
+            Err(SocketError::Closed) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        };
+        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        socket.send(mid, &out, &borrowed)?;
+        // Our copies of donated FDs close here; the client holds its own.
     }
 }

@@ -197,7 +197,7 @@ fn requests_before_mount_are_einval() {
 #[test]
 fn unknown_unsupported_and_error_mids_are_eopnotsupp() {
     let (mut peer, root) = Peer::mounted();
-    for mid in [0u16, 2, 34, 255, 256, 4000, u16::MAX] {
+    for mid in [0u16, 34, 255, 256, 4000, u16::MAX] {
         assert_eq!(
             peer.errno_of(mid, &[1, 2, 3]),
             Errno::EOPNOTSUPP,
@@ -519,4 +519,23 @@ fn connections_are_independent() {
     assert_eq!(b.call(&CloseReq { fds: vec![a_file] }), Ok(CloseResp {}));
     assert_eq!(a.call(&FStatReq { fd: a_file }).unwrap().stat.ino, FILE);
     b.assert_alive(b_root);
+}
+
+#[test]
+fn channels_are_created_up_to_the_limit_then_enomem() {
+    let mut peer = Peer::start(ServerOptions {
+        max_channels: 2,
+        ..Default::default()
+    });
+    let mount = peer.call(&MountReq {}).unwrap();
+    assert!(mount.supports(Mid::Channel));
+    for _ in 0..2 {
+        let (mid, payload, fds) = peer.raw(Mid::Channel.as_u16(), &[]);
+        assert_eq!(mid, Mid::Channel.as_u16());
+        let resp = decode::<ChannelResp>(&payload).unwrap();
+        assert_eq!(resp.data_length, 2 * 1024 * 1024);
+        assert_eq!(fds.len(), 2, "memfd and FD socket");
+    }
+    assert_eq!(peer.errno_of(Mid::Channel.as_u16(), &[]), Errno::ENOMEM);
+    peer.assert_alive(mount.root.control_fd);
 }

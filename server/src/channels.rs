@@ -1,0 +1,88 @@
+//! The Channel RPC and the threads that serve channels (SPEC.md §9).
+//!
+//! Each channel gets one thread that answers requests from its window until the channel
+//! is shut down or its peer breaks the protocol; a dead channel ends only its own thread.
+//! When the connection's socket ends, every channel is shut down and its thread joined
+//! before the connection's FDs are released.
+
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering;
+use std::thread::JoinHandle;
+
+use lisafs_protocol::transport::channel::{Channel, ChannelError, ChannelShutdown};
+use lisafs_protocol::wire::{AnyResponse, Errno, MAX_MESSAGE_SIZE};
+
+use crate::backend::Backend;
+use crate::connection::{Connection, Reply};
+
+/// A running channel: how to stop it and the thread to join.
+pub(crate) struct Running {
+    stop: ChannelShutdown,
+    thread: JoinHandle<()>,
+}
+
+impl<B: Backend> Connection<B> {
+    /// Channel: creates a window and its thread, and donates `[memfd, fd socket]`.
+    pub(crate) fn channel(&self) -> Reply {
+        let me = self.me.upgrade().ok_or(Errno::ENOSYS)?;
+        let mut channels = self.channels.lock();
+        if self.closing.load(Ordering::Acquire) {
+            return Err(Errno::ENOSYS);
+        }
+        if channels.len() >= self.server.options().max_channels {
+            return Err(Errno::ENOMEM);
+        }
+        let new =
+            Channel::create(MAX_MESSAGE_SIZE, self.server.options().spin).map_err(channel_errno)?;
+        let stop = new.channel.shutdown_handle();
+        let thread = std::thread::Builder::new()
+            .name("lisafs-chan".into())
+            .spawn(move || serve_channel(&me, new.channel))
+            .map_err(|_| Errno::EAGAIN)?;
+        channels.push(Running { stop, thread });
+        let [memfd, sock] = new.donate;
+        Ok((AnyResponse::Channel(new.resp), vec![memfd, sock]))
+    }
+
+    /// Shuts every channel down and waits for their threads; no new channel can start.
+    pub(crate) fn stop_channels(&self) {
+        let running = {
+            let mut channels = self.channels.lock();
+            self.closing.store(true, Ordering::Release);
+            std::mem::take(&mut *channels)
+        };
+        for channel in &running {
+            channel.stop.shutdown();
+        }
+        for channel in running {
+            if channel.thread.join().is_err() {
+                tracing::error!("a channel thread panicked");
+            }
+        }
+    }
+}
+
+/// Serves one channel until it is shut down or broken.
+fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
+    let mut out = Vec::new();
+    let result = channel.accept().and_then(|()| loop {
+        let (mid, fds) = {
+            let frame = channel.recv_request()?;
+            conn.handle(frame.mid, frame.payload, &mut out)
+        };
+        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
+        channel.send_response(mid, &out, &borrowed)?;
+    });
+    match result {
+        Err(ChannelError::Shutdown) => {}
+        Err(err) => tracing::warn!("channel closed: {err}"),
+        Ok(()) => {}
+    }
+}
+
+fn channel_errno(err: ChannelError) -> Errno {
+    match err {
+        ChannelError::Io(errno) => errno.into(),
+        _ => Errno::EIO,
+    }
+}
