@@ -1,5 +1,6 @@
-//! The connection: Mount, the one request/response path every RPC takes, and the batched
-//! Close queue.
+//! The connection: Mount, the one request/response path every RPC takes (on an idle
+//! shared-memory channel when there is one, else on the socket), and the batched Close
+//! queue.
 
 use std::mem;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -7,13 +8,15 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
-use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_protocol::transport::channel::Channel;
+use lisafs_protocol::transport::socket::{Frame, FramedSocket};
 use lisafs_protocol::wire::{
-    decode, encode_into, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountReq, Request, Statx,
-    DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+    decode, encode_into, ChannelReq, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountReq,
+    Request, Statx, DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
 };
 use parking_lot::Mutex;
 
+use crate::channels::{ClientOptions, Pool, Pooled};
 use crate::error::{Error, Result};
 use crate::fd::{ControlFd, Handle, OpenFd};
 
@@ -23,8 +26,9 @@ pub const CLOSE_BATCH: usize = 100;
 
 /// A mounted lisafs connection.
 ///
-/// `Client` is `Send + Sync`: RPCs from many threads are serialised on the socket (one
-/// request, then its response, under a mutex), as SPEC.md §4 requires. FD handles
+/// `Client` is `Send + Sync`. Each RPC takes an idle shared-memory channel if there is one
+/// (several threads run RPCs in parallel, one per channel); otherwise it is serialised on
+/// the socket (one request, then its response, under a mutex), as SPEC.md §4 requires. FD handles
 /// ([`ControlFd`], [`OpenFd`], ...) share the connection; it stays open until the
 /// `Client` and every handle are dropped. Dropping the `Client` sends the queued Closes
 /// (including the root's).
@@ -45,6 +49,7 @@ pub(crate) struct Inner {
     supported: Supported,
     /// FDIDs whose handles were dropped and that the server has not been told about yet.
     closes: Mutex<Vec<FdId>>,
+    channels: Pool,
 }
 
 /// The socket and its send buffer; only touched under `Inner::conn`'s lock.
@@ -90,9 +95,20 @@ impl Client {
         Self::from_fd(OwnedFd::from(stream))
     }
 
+    /// Connects to the Unix socket at `path` and mounts, with `options`.
+    pub fn connect_with(path: impl AsRef<Path>, options: ClientOptions) -> Result<Self> {
+        let stream = UnixStream::connect(path)?;
+        Self::from_fd_with(OwnedFd::from(stream), options)
+    }
+
     /// Mounts over an already connected `AF_UNIX` `SOCK_STREAM` socket (e.g. one end of
     /// the socketpair a sandbox runner handed over).
     pub fn from_fd(fd: OwnedFd) -> Result<Self> {
+        Self::from_fd_with(fd, ClientOptions::default())
+    }
+
+    /// [`Client::from_fd`] with `options`.
+    pub fn from_fd_with(fd: OwnedFd, options: ClientOptions) -> Result<Self> {
         let mut conn = Conn {
             sock: FramedSocket::new(fd),
             buf: Vec::new(),
@@ -105,7 +121,9 @@ impl Client {
             max_message_size: resp.max_message_size,
             supported: Supported::new(resp.supported),
             closes: Mutex::new(Vec::new()),
+            channels: Pool::default(),
         });
+        inner.open_channels(&options);
         Ok(Self {
             root: ControlFd::new(Handle::new(&inner, resp.root.control_fd)),
             root_stat: resp.root.stat,
@@ -150,6 +168,11 @@ impl Client {
         &self.inner.supported.raw
     }
 
+    /// How many shared-memory channels are idle (all of them, when no RPC is running).
+    pub fn idle_channels(&self) -> usize {
+        self.inner.channels.idle()
+    }
+
     /// Whether a transport failure has broken the connection (every call now fails with
     /// `EIO`).
     pub fn is_broken(&self) -> bool {
@@ -191,8 +214,53 @@ impl Inner {
         if !self.supports(R::MID) {
             return Err(Error::local(Errno::EOPNOTSUPP));
         }
+        if let Some(mut pooled) = self.channels.take() {
+            let (result, alive) = exchange_channel(&mut pooled, self.max_message_size, req);
+            if alive {
+                self.channels.give_back(pooled);
+            }
+            return result;
+        }
         let mut conn = self.conn.lock();
         exchange(&mut conn, self.max_message_size, req)
+    }
+
+    /// Opens up to `options.channels` channels over the socket. `ENOMEM` means the server's
+    /// limit was reached; any failure just leaves fewer channels (the socket always works).
+    fn open_channels(&self, options: &ClientOptions) {
+        if options.channels == 0 || !self.supports(Mid::Channel) {
+            return;
+        }
+        for _ in 0..options.channels {
+            match self.open_channel(options) {
+                Ok(channel) => self.channels.add(channel),
+                Err(err) => {
+                    if err.errno() != Errno::ENOMEM {
+                        tracing::debug!(%err, "channel creation failed; using the socket");
+                    }
+                    break;
+                }
+            }
+        }
+        if self.channels.idle() > 0 {
+            let watched = self.conn.lock().sock.as_fd().try_clone_to_owned();
+            if let Err(err) = watched.and_then(|fd| self.channels.watch(fd)) {
+                tracing::warn!(%err, "no watchdog: channels may hang if the server dies");
+            }
+        }
+    }
+
+    fn open_channel(&self, options: &ClientOptions) -> Result<Channel> {
+        let (resp, fds) = exchange(&mut self.conn.lock(), self.max_message_size, &ChannelReq {})?;
+        let [memfd, sock]: [OwnedFd; 2] = fds
+            .try_into()
+            .map_err(|_| Error::protocol(Errno::EBADF, "Channel response without its two FDs"))?;
+        let mut channel = Channel::open(&resp, &memfd, sock, options.spin)
+            .map_err(|err| Error::protocol(Errno::EIO, format!("channel: {err}")))?;
+        channel
+            .connect()
+            .map_err(|err| Error::protocol(Errno::EIO, format!("channel handshake: {err}")))?;
+        Ok(channel)
     }
 
     pub(crate) fn supports(&self, mid: Mid) -> bool {
@@ -251,7 +319,21 @@ impl Drop for Inner {
         if let Err(err) = self.flush_closes() {
             tracing::debug!(%err, "Close on connection teardown failed");
         }
+        // Ends the connection for the server (which tears down its channels) and wakes the
+        // watchdog.
+        self.conn.lock().sock.shutdown();
     }
+}
+
+/// Encodes a request into `buf` and checks it against the server's limit.
+fn encode_request<R: Request>(buf: &mut Vec<u8>, max: u32, req: &R) -> Result<()> {
+    buf.clear();
+    // The only encode failure is a string or list too long for its length prefix.
+    encode_into(req, buf).map_err(|_| Error::local(Errno::E2BIG))?;
+    if buf.len() > usize::try_from(max).unwrap_or(usize::MAX) {
+        return Err(Error::local(Errno::EIO));
+    }
+    Ok(())
 }
 
 /// One RPC on the socket: encode, size-check, send, receive, decode (SPEC.md §8.3).
@@ -259,25 +341,45 @@ fn exchange<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<(R::Respon
     if conn.broken {
         return Err(Error::transport("connection broken by an earlier failure"));
     }
-    conn.buf.clear();
-    // The only encode failure is a string or list too long for its length prefix.
-    encode_into(req, &mut conn.buf).map_err(|_| Error::local(Errno::E2BIG))?;
-    if conn.buf.len() > usize::try_from(max).unwrap_or(usize::MAX) {
-        return Err(Error::local(Errno::EIO));
-    }
-    let mid = R::MID.as_u16();
-    if let Err(err) = conn.sock.send(mid, &conn.buf, &[]) {
+    encode_request(&mut conn.buf, max, req)?;
+    if let Err(err) = conn.sock.send(R::MID.as_u16(), &conn.buf, &[]) {
         conn.broken = true;
         return Err(Error::transport(err));
     }
-    let frame = match conn.sock.recv(max, R::MID.response_fds()) {
-        Ok(frame) => frame,
+    match conn.sock.recv(max, R::MID.response_fds()) {
+        Ok(frame) => decode_response::<R>(frame),
         Err(err) => {
             // Includes an oversized response: its payload is still in the stream.
             conn.broken = true;
-            return Err(Error::transport(err));
+            Err(Error::transport(err))
         }
-    };
+    }
+}
+
+/// A typed response and the FDs donated with it.
+type Response<R> = (<R as Request>::Response, Vec<OwnedFd>);
+
+/// One RPC on a channel. Also says whether the channel is still usable: after a transport
+/// failure it is dead and must not go back to the pool.
+fn exchange_channel<R: Request>(
+    pooled: &mut Pooled,
+    max: u32,
+    req: &R,
+) -> (Result<Response<R>>, bool) {
+    if let Err(err) = encode_request(&mut pooled.buf, max, req) {
+        return (Err(err), true);
+    }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let Pooled { channel, buf } = pooled;
+    match channel.call(R::MID.as_u16(), buf, R::MID.response_fds(), max) {
+        Ok(frame) => (decode_response::<R>(frame), true),
+        Err(err) => (Err(Error::transport(err)), false),
+    }
+}
+
+/// Turns a response frame into the typed response or the error it carries.
+fn decode_response<R: Request>(frame: Frame<'_>) -> Result<(R::Response, Vec<OwnedFd>)> {
+    let mid = R::MID.as_u16();
     if frame.mid == Mid::Error.as_u16() {
         // Any FDs that came with an error response are closed when `frame` drops.
         let resp: ErrorResp = decode(frame.payload)

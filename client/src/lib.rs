@@ -30,6 +30,7 @@
 //! Not here yet: shared-memory channels (every RPC uses the socket) and the FUSE bridge.
 #![forbid(unsafe_code)]
 
+mod channels;
 mod client;
 mod control;
 mod error;
@@ -41,10 +42,12 @@ mod path;
 mod socket;
 mod types;
 
+pub use channels::ClientOptions;
 pub use client::{Client, CLOSE_BATCH};
 pub use error::{Error, ErrorKind, Result};
 pub use fd::{BoundSocketFd, ControlFd, Inode, OpenFd, Opened, Owner};
 pub use file::File;
+pub use lisafs_protocol::transport::channel::SpinPolicy;
 pub use lisafs_protocol::wire;
 pub use lisafs_protocol::wire::{Errno, Mid, StatFS, Statx, WalkStatus};
 pub use path::MAX_SYMLINKS;

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use lisafs_client::Client;
+use lisafs_client::{Client, ClientOptions};
 use lisafs_protocol::transport::socket::FramedSocket;
 use tempfile::TempDir;
 
@@ -80,9 +80,18 @@ impl Gofer {
         &self.socket
     }
 
-    /// A mounted client connection.
+    /// A mounted client connection, with shared-memory channels.
     pub fn client(&self) -> Client {
         Client::connect(&self.socket).expect("connect and mount")
+    }
+
+    /// A mounted client connection that keeps every RPC on the socket.
+    pub fn socket_client(&self) -> Client {
+        let options = ClientOptions {
+            channels: 0,
+            ..ClientOptions::default()
+        };
+        Client::connect_with(&self.socket, options).expect("connect and mount")
     }
 
     /// A raw connection, not yet mounted, for protocol-level tests.
@@ -116,6 +125,12 @@ impl Gofer {
             }
             sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Kills the gofer process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        self.child.kill().expect("kill the gofer");
+        self.child.wait().expect("reap the gofer");
     }
 
     /// Whether the process is still running.

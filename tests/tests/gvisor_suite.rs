@@ -1,5 +1,6 @@
 //! gVisor's lisafs test cases against the real gofer: each on a fresh gofer process and
-//! an empty directory, as gVisor runs them.
+//! an empty directory, as gVisor runs them, once over the socket alone and once over
+//! shared-memory channels.
 
 use lisafs_tests::{conformance, Gofer};
 
@@ -9,11 +10,18 @@ fn run(name: &str) {
         .find(|(n, _)| *n == name)
         .map(|(_, f)| *f)
         .unwrap_or_else(|| panic!("no conformance test {name}"));
-    // UDS needs permission to create host sockets; the rest run with default policy.
-    let gofer = Gofer::start(env!("CARGO_BIN_EXE_test-gofer"), &["--host-uds", "create"]);
-    let client = gofer.client();
-    test(&client);
-    gofer.assert_canary_untouched();
+    for channels in [false, true] {
+        // UDS needs permission to create host sockets; the rest run with default policy.
+        let gofer = Gofer::start(env!("CARGO_BIN_EXE_test-gofer"), &["--host-uds", "create"]);
+        let client = if channels {
+            gofer.client()
+        } else {
+            gofer.socket_client()
+        };
+        assert_eq!(client.idle_channels() > 0, channels);
+        test(&client);
+        gofer.assert_canary_untouched();
+    }
 }
 
 macro_rules! gvisor_tests {

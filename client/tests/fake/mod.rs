@@ -17,7 +17,7 @@ use lisafs_client::wire::{
     encode, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Inode, Mid, MountResp, Statx,
     MAX_MESSAGE_SIZE,
 };
-use lisafs_client::Client;
+use lisafs_client::{Client, ClientOptions};
 use lisafs_protocol::transport::socket::{FramedSocket, SocketError};
 use parking_lot::Mutex;
 
@@ -107,7 +107,12 @@ impl Fake {
             let log = Arc::clone(&log);
             move || serve(server_end, mount, handler, &log)
         });
-        let client = Client::from_fd(client_end.into_inner()).unwrap();
+        // The fake answers on the socket only; channels are tested against the gofer.
+        let socket_only = ClientOptions {
+            channels: 0,
+            ..ClientOptions::default()
+        };
+        let client = Client::from_fd_with(client_end.into_inner(), socket_only).unwrap();
         (client, Fake { log, thread })
     }
 

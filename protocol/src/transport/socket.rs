@@ -105,6 +105,12 @@ impl FramedSocket {
         self.buf.len()
     }
 
+    /// Shuts the connection down in both directions: the peer sees end of file, and a
+    /// thread blocked in [`wait_for_hangup`] on this socket wakes.
+    pub fn shutdown(&self) {
+        let _ = rustix::net::shutdown(&self.fd, rustix::net::Shutdown::Both);
+    }
+
     /// Gives the socket back.
     pub fn into_inner(self) -> OwnedFd {
         self.fd
@@ -236,6 +242,21 @@ impl FramedSocket {
 impl AsFd for FramedSocket {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+}
+
+/// Blocks until the peer of the connected socket `fd` hangs up or the socket is shut
+/// down (`POLLHUP`/`POLLRDHUP`). Incoming data does not wake it, so it can watch a socket
+/// other threads are using.
+pub fn wait_for_hangup(fd: BorrowedFd<'_>) -> Result<(), SocketError> {
+    use rustix::event::{poll, PollFd, PollFlags};
+    loop {
+        let mut fds = [PollFd::new(&fd, PollFlags::RDHUP)];
+        retry_intr(|| poll(&mut fds, None))?;
+        let seen = fds[0].revents();
+        if seen.intersects(PollFlags::HUP | PollFlags::RDHUP | PollFlags::ERR | PollFlags::NVAL) {
+            return Ok(());
+        }
     }
 }
 

@@ -1,0 +1,237 @@
+//! Shared-memory channels against the real gofer: concurrency through one client, either
+//! side dying mid-call, and a hostile client rewriting its window.
+
+// Test helpers fail by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::FileExt;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use lisafs_client::{Client, ClientOptions};
+use lisafs_protocol::transport::channel::{Channel, SpinPolicy};
+use lisafs_protocol::wire::*;
+use lisafs_tests::Gofer;
+
+const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
+const CLIENT: &str = env!("CARGO_BIN_EXE_test-client");
+
+#[test]
+fn a_client_opens_channels_and_uses_them() {
+    let gofer = Gofer::start(GOFER, &[]);
+    let client = gofer.client();
+    assert!(client.supported(Mid::Channel));
+    let want = ClientOptions::default().channels;
+    assert_eq!(client.idle_channels(), want);
+    let stats = client.root().walk_stat(&[""]).unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        client.idle_channels(),
+        want,
+        "a channel was lost after a call"
+    );
+}
+
+#[test]
+fn the_server_limit_leaves_the_client_with_what_it_granted() {
+    let gofer = Gofer::start(GOFER, &["--max-channels", "1"]);
+    let options = ClientOptions {
+        channels: 4,
+        ..Default::default()
+    };
+    let client = Client::connect_with(gofer.socket(), options).unwrap();
+    assert_eq!(client.idle_channels(), 1);
+    let none = Gofer::start(GOFER, &["--max-channels", "0"]);
+    let client = Client::connect_with(none.socket(), options).unwrap();
+    assert_eq!(client.idle_channels(), 0);
+    assert_eq!(
+        client.root().walk_stat(&[""]).unwrap().len(),
+        1,
+        "the socket still works"
+    );
+}
+
+#[test]
+fn many_threads_share_one_client_and_every_result_is_right() {
+    const THREADS: usize = 8;
+    const CALLS: usize = 300;
+    let gofer = Gofer::start(GOFER, &[]);
+    for t in 0..THREADS {
+        fs::write(
+            gofer.root().join(format!("f{t}")),
+            format!("content of {t}"),
+        )
+        .unwrap();
+    }
+    let client = Arc::new(gofer.client());
+    let start = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (client, start) = (Arc::clone(&client), Arc::clone(&start));
+            thread::spawn(move || {
+                start.wait();
+                let want = format!("content of {t}");
+                for _ in 0..CALLS {
+                    let (_, inodes) = client.root().walk(&[format!("f{t}")]).unwrap();
+                    let opened = inodes[0].fd.open_at(0).unwrap();
+                    let mut buf = [0u8; 64];
+                    let n = opened.fd.pread(0, &mut buf).unwrap();
+                    assert_eq!(&buf[..n], want.as_bytes());
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    assert_eq!(client.idle_channels(), ClientOptions::default().channels);
+}
+
+#[test]
+fn callers_get_eio_not_a_hang_when_the_gofer_dies() {
+    let mut gofer = Gofer::start(GOFER, &[]);
+    fs::write(gofer.root().join("f"), b"x").unwrap();
+    let client = Arc::new(gofer.client());
+    let stop = Arc::new(AtomicBool::new(false));
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, stop) = (Arc::clone(&client), Arc::clone(&stop));
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if let Err(err) = client.root().walk_stat(&["", "f"]) {
+                        return Some((err.errno(), Instant::now()));
+                    }
+                }
+                None
+            })
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(100));
+    gofer.kill();
+    let killed = Instant::now();
+    let deadline = killed + Duration::from_secs(5);
+    while callers.iter().any(|c| !c.is_finished()) {
+        assert!(
+            Instant::now() < deadline,
+            "a caller hung after the gofer died"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for caller in callers {
+        let (errno, when) = caller
+            .join()
+            .unwrap()
+            .expect("every caller saw the failure");
+        assert_eq!(errno, Errno::EIO);
+        assert!(
+            when.duration_since(killed) < Duration::from_secs(1),
+            "EIO took over a second"
+        );
+    }
+    assert_eq!(
+        client.root().walk_stat(&[""]).unwrap_err().errno(),
+        Errno::EIO
+    );
+}
+
+#[test]
+fn a_killed_client_process_leaves_no_host_fd_in_the_gofer() {
+    let gofer = Gofer::start(GOFER, &[]);
+    fs::write(gofer.root().join("f"), b"x").unwrap();
+    let baseline = gofer.open_fds();
+    let mut child = Command::new(CLIENT)
+        .arg(gofer.socket())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("ready"), "{line:?}");
+    assert_ne!(line.trim(), "ready 0", "the client process got no channel");
+    thread::sleep(Duration::from_millis(50));
+    assert!(
+        gofer.open_fds() > baseline + 50,
+        "the client held fewer FDs than expected"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let after = gofer.settle_fds(baseline);
+    assert!(
+        after <= baseline,
+        "{after} FDs open after the client died, {baseline} before"
+    );
+}
+
+#[test]
+fn a_client_scribbling_on_its_window_cannot_harm_the_gofer() {
+    let mut gofer = Gofer::start(GOFER, &[]);
+    let mut sock = gofer.raw();
+    sock.send(Mid::Mount.as_u16(), &[], &[]).unwrap();
+    let root = decode::<MountResp>(sock.recv(MAX_MESSAGE_SIZE, 1).unwrap().payload)
+        .unwrap()
+        .root
+        .control_fd;
+    sock.send(Mid::Channel.as_u16(), &[], &[]).unwrap();
+    let frame = sock.recv(MAX_MESSAGE_SIZE, 2).unwrap();
+    let resp = decode::<ChannelResp>(frame.payload).unwrap();
+    let [memfd, fd_sock]: [OwnedFd; 2] = frame.fds.try_into().unwrap();
+    let scribble = fs::File::from(memfd.try_clone().unwrap());
+    let mut channel = Channel::open(&resp, &memfd, fd_sock, SpinPolicy::default()).unwrap();
+    channel.connect().unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let scribbler = {
+        let stop = Arc::clone(&stop);
+        thread::spawn(move || {
+            let mut x = 0x2545_f491u32;
+            while !stop.load(Ordering::Relaxed) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                // Anywhere in the header words or the first bytes of the message.
+                let at = u64::from(x % 48);
+                scribble.write_all_at(&x.to_le_bytes(), at).unwrap();
+            }
+        })
+    };
+    let walk = encode(&WalkReq {
+        dir_fd: root,
+        path: vec!["x".into()],
+    })
+    .unwrap();
+    for _ in 0..5000 {
+        if channel
+            .call(Mid::Walk.as_u16(), &walk, 0, MAX_MESSAGE_SIZE as usize)
+            .is_err()
+        {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    scribbler.join().unwrap();
+    drop(channel);
+
+    assert!(gofer.is_alive(), "the gofer died");
+    let client = gofer.client();
+    assert_eq!(client.root().walk_stat(&[""]).unwrap().len(), 1);
+    // The scribbled connection's socket still answers too.
+    sock.send(
+        Mid::FStat.as_u16(),
+        &encode(&FStatReq { fd: root }).unwrap(),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(
+        sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().mid,
+        Mid::FStat.as_u16()
+    );
+}
