@@ -1,0 +1,189 @@
+//! The FUSE filesystem: each FUSE operation becomes the fewest lisafs RPCs.
+//!
+//! The `Filesystem` impl below only unpacks arguments and sends replies; the work is in
+//! methods returning `Result` (here for metadata, in `create.rs` for name-changing
+//! operations, in `io.rs` for open files and directories).
+//!
+//! | FUSE | lisafs |
+//! |---|---|
+//! | lookup | Walk (one component) |
+//! | getattr | FStat |
+//! | setattr | SetStat + FStat (the reply needs the new attributes) |
+//! | readlink, statfs | ReadLinkAt, FStatFS |
+//! | mknod, mkdir, symlink, link | MknodAt, MkdirAt, SymlinkAt, LinkAt |
+//! | create | OpenCreateAt |
+//! | unlink, rmdir | UnlinkAt |
+//! | rename (flags) | RenameAt (RenameAt2) |
+//! | open, opendir | OpenAt |
+//! | read, write, fsync, fallocate | the donated host FD, else PRead, PWrite, FSync, FAllocate |
+//! | flush | Flush (no RPC: our gofer and gVisor's do not list it) |
+//! | readdir | Getdents64, only for entries not read yet (see `handles.rs`) |
+//! | get/set/list/removexattr | FGetXattr, FSetXattr, FListXattr, FRemoveXattr |
+//! | forget, release, releasedir | none: dropped FDIDs join the client's batched Close |
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{FileAttr, Generation, INodeNo, Request};
+use lisafs_client::{Client, ErrorKind, Inode, Owner, SetStat, Statx};
+
+use crate::attr::{errno, file_attr};
+use crate::handles::Handles;
+use crate::nodes::{Control, Nodes, ROOT_ID};
+
+/// Results of the bridge's operations: the errno to reply with.
+pub(crate) type Res<T> = Result<T, fuser::Errno>;
+
+/// Set-group-ID bit of a directory: new entries take the directory's group.
+const S_ISGID: u16 = 0o2000;
+
+/// Cache timeouts the kernel is given with every entry and attribute reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timeouts {
+    pub(crate) entry: Duration,
+    pub(crate) attr: Duration,
+}
+
+/// The bridge's state.
+pub(crate) struct LisaFs {
+    pub(crate) client: Arc<Client>,
+    pub(crate) nodes: Nodes,
+    pub(crate) handles: Handles,
+    pub(crate) ttl: Timeouts,
+    /// Called once the connection to the gofer has failed, so that `main` unmounts.
+    on_broken: Box<dyn Fn() + Send + Sync>,
+}
+
+impl LisaFs {
+    pub(crate) fn new(
+        client: Client,
+        ttl: Timeouts,
+        on_broken: Box<dyn Fn() + Send + Sync>,
+    ) -> Self {
+        let client = Arc::new(client);
+        Self {
+            nodes: Nodes::new(Arc::clone(&client)),
+            client,
+            handles: Handles::default(),
+            ttl,
+            on_broken,
+        }
+    }
+
+    /// The errno for a client error; a transport failure also starts the unmount.
+    pub(crate) fn fail(&self, err: lisafs_client::Error) -> fuser::Errno {
+        if err.kind() == ErrorKind::Transport {
+            (self.on_broken)();
+        }
+        errno(&err)
+    }
+
+    /// The ControlFd of node `ino`.
+    pub(crate) fn control(&self, ino: INodeNo) -> Res<Control> {
+        self.nodes.get(ino.0).ok_or(fuser::Errno::ESTALE)
+    }
+
+    /// Registers a new entry (one kernel reference) and returns its attributes.
+    pub(crate) fn entry(&self, inode: Inode) -> FileAttr {
+        let stat = inode.stat;
+        let id = self.nodes.insert(inode);
+        file_attr(&stat, id)
+    }
+
+    /// The attributes to report for node `ino` given a fresh stat of it.
+    pub(crate) fn attr(&self, ino: INodeNo, stat: &Statx) -> FileAttr {
+        self.nodes.update(ino.0, stat);
+        // The root is node 1 to the kernel but shows its host inode number.
+        let id = if ino.0 == ROOT_ID { stat.ino } else { ino.0 };
+        file_attr(stat, id)
+    }
+
+    /// The owner of a file the caller of `req` creates in `parent`: the caller's user,
+    /// and the caller's group unless `parent` is set-group-ID (then the host gives the
+    /// directory's group, as a local filesystem does).
+    pub(crate) fn owner(&self, req: &Request, parent: INodeNo) -> Owner {
+        let mut owner = Owner::new(req.uid(), req.gid());
+        if self
+            .nodes
+            .mode(parent.0)
+            .is_some_and(|mode| mode & S_ISGID != 0)
+        {
+            owner.gid = Owner::UNSET.gid;
+        }
+        owner
+    }
+
+    pub(crate) fn lookup(&self, parent: INodeNo, name: &OsStr) -> Res<FileAttr> {
+        let dir = self.control(parent)?;
+        let (_, mut inodes) = dir.walk(&[name.as_bytes()]).map_err(|err| self.fail(err))?;
+        // One component: anything but exactly one inode means it does not exist (a
+        // symlink as the final component is `Success`).
+        match (inodes.pop(), inodes.is_empty()) {
+            (Some(inode), true) => Ok(self.entry(inode)),
+            _ => Err(fuser::Errno::ENOENT),
+        }
+    }
+
+    pub(crate) fn getattr(&self, ino: INodeNo) -> Res<FileAttr> {
+        let stat = self.control(ino)?.fstat().map_err(|err| self.fail(err))?;
+        Ok(self.attr(ino, &stat))
+    }
+
+    pub(crate) fn setattr(&self, ino: INodeNo, attrs: SetStat) -> Res<FileAttr> {
+        let fd = self.control(ino)?;
+        if attrs != SetStat::default() {
+            let outcome = fd.set_stat(&attrs).map_err(|err| self.fail(err))?;
+            if let Some(failed) = outcome.failure_errno {
+                return Err(errno(&failed.into()));
+            }
+        }
+        let stat = fd.fstat().map_err(|err| self.fail(err))?;
+        Ok(self.attr(ino, &stat))
+    }
+
+    pub(crate) fn readlink(&self, ino: INodeNo) -> Res<Vec<u8>> {
+        let fd = self.control(ino)?;
+        fd.readlink_at().map_err(|err| self.fail(err))
+    }
+
+    pub(crate) fn setxattr(&self, ino: INodeNo, name: &OsStr, value: &[u8], flags: i32) -> Res<()> {
+        let fd = self.control(ino)?;
+        let flags = u32::try_from(flags).map_err(|_| fuser::Errno::EINVAL)?;
+        fd.set_xattr(name.as_bytes(), value, flags)
+            .map_err(|err| self.fail(err))
+    }
+
+    /// The value of `name`; `size` 0 asks for the whole value (the caller replies with
+    /// its length).
+    pub(crate) fn getxattr(&self, ino: INodeNo, name: &OsStr, size: u32) -> Res<Vec<u8>> {
+        let fd = self.control(ino)?;
+        fd.get_xattr(name.as_bytes(), size)
+            .map_err(|err| self.fail(err))
+    }
+
+    /// The attribute names as `listxattr(2)` returns them: each followed by a NUL.
+    pub(crate) fn listxattr(&self, ino: INodeNo, size: u32) -> Res<Vec<u8>> {
+        let fd = self.control(ino)?;
+        let names = fd
+            .list_xattr(u64::from(size))
+            .map_err(|err| self.fail(err))?;
+        let mut out = Vec::new();
+        for name in names {
+            out.extend_from_slice(&name);
+            out.push(0);
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn removexattr(&self, ino: INodeNo, name: &OsStr) -> Res<()> {
+        let fd = self.control(ino)?;
+        fd.remove_xattr(name.as_bytes())
+            .map_err(|err| self.fail(err))
+    }
+}
+
+/// The generation number of every entry: FDIDs are never reused and node IDs are host
+/// inode numbers, which the host does not reuse while the bridge holds the file open.
+pub(crate) const GENERATION: Generation = Generation(0);

@@ -1,0 +1,154 @@
+//! Open files and directories: FUSE file handles → lisafs OpenFds.
+//!
+//! A regular file's handle keeps the host FD the gofer donated with OpenAt/OpenCreateAt,
+//! when it did: reads, writes, fsync and fallocate then go straight to the host file with
+//! no RPC. Without one (a gofer that does not donate) they become PRead, PWrite, FSync and
+//! FAllocate RPCs on the OpenFd.
+//!
+//! A directory's handle keeps the entries read so far. Getdents64 is a stream (the server
+//! keeps the position; a negative count rewinds), while FUSE readdir asks for an offset:
+//! the bridge gives entry `i` of the listing the offset `i + 1`, serves seeks back from its
+//! copy, reads on when asked past it, and rereads from the start when asked for offset 0
+//! again (`rewinddir`), so that a rewound listing sees the directory as it is now.
+
+use std::collections::HashMap;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use lisafs_client::wire::Dirent64;
+use lisafs_client::{OpenFd, Result};
+use parking_lot::Mutex;
+
+/// Getdents64 budget per RPC (gVisor's client uses the same).
+const GETDENTS_BUDGET: i32 = 65_536;
+
+/// An open regular file (or anything that is not a directory).
+pub(crate) struct FileHandle {
+    pub(crate) fd: OpenFd,
+    pub(crate) host: Option<OwnedFd>,
+}
+
+/// One directory entry, as FUSE readdir sends it.
+pub(crate) struct Entry {
+    pub(crate) ino: u64,
+    pub(crate) d_type: u8,
+    pub(crate) name: Vec<u8>,
+}
+
+/// An open directory and the part of its listing read so far.
+pub(crate) struct DirHandle {
+    fd: OpenFd,
+    state: Mutex<Listing>,
+}
+
+struct Listing {
+    /// Entries in listing order; entry `i` has FUSE offset `i + 1`.
+    entries: Vec<Entry>,
+    /// Getdents64 returned nothing more.
+    eof: bool,
+    /// Whether the server's position is at the start (nothing read since open or rewind).
+    fresh: bool,
+}
+
+impl DirHandle {
+    /// `self_ino` is the directory's own inode number, reported for "." and "..".
+    pub(crate) fn new(fd: OpenFd, self_ino: u64) -> Self {
+        // lisafs never lists "." and ".."; local filesystems do, and some programs count on
+        // it. ".." gets the directory's own number: the bridge does not track parents.
+        let dots = [b".".to_vec(), b"..".to_vec()].map(|name| Entry {
+            ino: self_ino,
+            d_type: 4,
+            name,
+        });
+        Self {
+            fd,
+            state: Mutex::new(Listing {
+                entries: dots.into(),
+                eof: false,
+                fresh: true,
+            }),
+        }
+    }
+
+    /// Calls `add(offset_of_next, entry)` for the entries from FUSE offset `offset` on,
+    /// until it returns `true` (the reply buffer is full) or the listing ends.
+    pub(crate) fn read(&self, offset: u64, mut add: impl FnMut(u64, &Entry) -> bool) -> Result<()> {
+        let mut listing = self.state.lock();
+        if offset == 0 && !listing.fresh {
+            listing.entries.truncate(2);
+            listing.eof = false;
+            listing.fresh = true;
+            // The rewind rides on the next Getdents64 (negative count).
+        }
+        let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
+        loop {
+            while let Some(entry) = listing.entries.get(index) {
+                index += 1;
+                if add(u64::try_from(index).unwrap_or(u64::MAX), entry) {
+                    return Ok(());
+                }
+            }
+            if listing.eof {
+                return Ok(());
+            }
+            let count = if listing.fresh {
+                -GETDENTS_BUDGET
+            } else {
+                GETDENTS_BUDGET
+            };
+            let dirents = self.fd.getdents64(count)?;
+            listing.fresh = false;
+            if dirents.is_empty() {
+                listing.eof = true;
+            }
+            listing.entries.extend(dirents.into_iter().map(entry));
+        }
+    }
+
+    /// The directory's OpenFd (for fsyncdir).
+    pub(crate) fn fd(&self) -> &OpenFd {
+        &self.fd
+    }
+}
+
+fn entry(dirent: Dirent64) -> Entry {
+    Entry {
+        ino: dirent.ino,
+        d_type: dirent.d_type,
+        name: dirent.name.into_bytes(),
+    }
+}
+
+/// What a FUSE file handle stands for.
+pub(crate) enum Handle {
+    File(FileHandle),
+    Dir(DirHandle),
+}
+
+/// FUSE file handles; numbers are never reused within a mount.
+#[derive(Default)]
+pub(crate) struct Handles {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, Arc<Handle>>>,
+}
+
+impl Handles {
+    pub(crate) fn insert(&self, handle: Handle) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map.lock().insert(id, Arc::new(handle));
+        id
+    }
+
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Handle>> {
+        self.map.lock().get(&id).cloned()
+    }
+
+    pub(crate) fn remove(&self, id: u64) -> Option<Arc<Handle>> {
+        self.map.lock().remove(&id)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+}

@@ -1,0 +1,160 @@
+//! Open files and directories: OpenAt, then I/O on the donated host FD when there is one
+//! (no RPC per read or write), lisafs RPCs otherwise.
+
+use std::sync::Arc;
+
+use fuser::INodeNo;
+use lisafs_client::O_RDONLY;
+use rustix::fs::FallocateFlags;
+
+use crate::attr::os_errno;
+use crate::create::open_flags;
+use crate::fs::{LisaFs, Res};
+use crate::handles::{DirHandle, Entry, FileHandle, Handle};
+
+impl LisaFs {
+    fn file(&self, fh: u64) -> Res<Arc<Handle>> {
+        let handle = self.handles.get(fh).ok_or(fuser::Errno::EBADF)?;
+        match *handle {
+            Handle::File(_) => Ok(handle),
+            Handle::Dir(_) => Err(fuser::Errno::EISDIR),
+        }
+    }
+
+    pub(crate) fn open(&self, ino: INodeNo, flags: i32) -> Res<u64> {
+        let opened = self
+            .control(ino)?
+            .open_at(open_flags(flags))
+            .map_err(|err| self.fail(err))?;
+        Ok(self.handles.insert(Handle::File(FileHandle {
+            fd: opened.fd,
+            host: opened.host_fd,
+        })))
+    }
+
+    pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> Res<Vec<u8>> {
+        let handle = self.file(fh)?;
+        let Handle::File(file) = &*handle else {
+            return Err(fuser::Errno::EISDIR);
+        };
+        let mut buf = vec![0; usize::try_from(size).unwrap_or(usize::MAX)];
+        let done = match &file.host {
+            Some(host) => {
+                let mut done = 0;
+                while done < buf.len() {
+                    let at = offset + u64::try_from(done).unwrap_or(u64::MAX);
+                    let n = match rustix::io::pread(host, &mut buf[done..], at) {
+                        Ok(0) => break,
+                        Ok(n) => n,
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(err) if done == 0 => return Err(os_errno(err)),
+                        Err(_) => break,
+                    };
+                    done += n;
+                }
+                done
+            }
+            None => file
+                .fd
+                .pread(offset, &mut buf)
+                .map_err(|err| self.fail(err))?,
+        };
+        buf.truncate(done);
+        Ok(buf)
+    }
+
+    pub(crate) fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Res<u32> {
+        let handle = self.file(fh)?;
+        let Handle::File(file) = &*handle else {
+            return Err(fuser::Errno::EISDIR);
+        };
+        let done = match &file.host {
+            Some(host) => {
+                let mut done = 0;
+                while done < data.len() {
+                    let at = offset + u64::try_from(done).unwrap_or(u64::MAX);
+                    match rustix::io::pwrite(host, &data[done..], at) {
+                        Ok(n) => done += n,
+                        Err(rustix::io::Errno::INTR) => continue,
+                        Err(err) if done == 0 => return Err(os_errno(err)),
+                        Err(_) => break,
+                    }
+                }
+                done
+            }
+            None => file.fd.pwrite(offset, data).map_err(|err| self.fail(err))?,
+        };
+        // FUSE writes are at most max_write (well under 4 GiB).
+        Ok(u32::try_from(done).unwrap_or(u32::MAX))
+    }
+
+    pub(crate) fn flush(&self, fh: u64) -> Res<()> {
+        let handle = self.file(fh)?;
+        let Handle::File(file) = &*handle else {
+            return Ok(());
+        };
+        file.fd.flush().map_err(|err| self.fail(err))
+    }
+
+    pub(crate) fn fsync(&self, fh: u64, datasync: bool) -> Res<()> {
+        let handle = self.handles.get(fh).ok_or(fuser::Errno::EBADF)?;
+        match &*handle {
+            Handle::File(FileHandle {
+                host: Some(host), ..
+            }) => match datasync {
+                true => rustix::fs::fdatasync(host),
+                false => rustix::fs::fsync(host),
+            }
+            .map_err(os_errno),
+            Handle::File(file) => file.fd.fsync().map_err(|err| self.fail(err)),
+            Handle::Dir(dir) => dir.fd().fsync().map_err(|err| self.fail(err)),
+        }
+    }
+
+    pub(crate) fn fallocate(&self, fh: u64, offset: u64, length: u64, mode: i32) -> Res<()> {
+        let handle = self.file(fh)?;
+        let Handle::File(file) = &*handle else {
+            return Err(fuser::Errno::EISDIR);
+        };
+        let mode = u32::try_from(mode).map_err(|_| fuser::Errno::EINVAL)?;
+        match &file.host {
+            Some(host) => {
+                let flags = FallocateFlags::from_bits_retain(mode);
+                rustix::fs::fallocate(host, flags, offset, length).map_err(os_errno)
+            }
+            None => file
+                .fd
+                .fallocate(u64::from(mode), offset, length)
+                .map_err(|err| self.fail(err)),
+        }
+    }
+
+    pub(crate) fn opendir(&self, ino: INodeNo) -> Res<u64> {
+        let opened = self
+            .control(ino)?
+            .open_at(O_RDONLY)
+            .map_err(|err| self.fail(err))?;
+        Ok(self
+            .handles
+            .insert(Handle::Dir(DirHandle::new(opened.fd, ino.0))))
+    }
+
+    pub(crate) fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        add: impl FnMut(u64, &Entry) -> bool,
+    ) -> Res<()> {
+        let handle = self.handles.get(fh).ok_or(fuser::Errno::EBADF)?;
+        let Handle::Dir(dir) = &*handle else {
+            return Err(fuser::Errno::ENOTDIR);
+        };
+        dir.read(offset, add).map_err(|err| self.fail(err))
+    }
+
+    /// release and releasedir: the handle's OpenFd joins the batched Close, its host FD
+    /// is closed.
+    pub(crate) fn release(&self, fh: u64) {
+        self.handles.remove(fh);
+    }
+}
