@@ -71,7 +71,7 @@ pub struct Config {
     /// Longest a channel thread spins on its window before it sleeps in FUTEX_WAIT, in
     /// microseconds. The actual spin adapts to recent response times up to this cap; 0
     /// never spins (lowest CPU use, slowest round trips).
-    #[arg(long, value_name = "MICROS", default_value_t = 50)]
+    #[arg(long, value_name = "MICROS", default_value_t = 200)]
     pub spin_us: u64,
 
     /// Log level; logs go to standard error.

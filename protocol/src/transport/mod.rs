@@ -7,3 +7,6 @@
 
 pub mod channel;
 pub mod socket;
+mod spin;
+
+pub use spin::SpinPolicy;

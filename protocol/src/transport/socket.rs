@@ -4,11 +4,14 @@
 //! The receiver sizes its control buffer from the number of FDs the MID may carry (the
 //! header has no FD count), accepts FDs only with the first bytes of the header, marks them
 //! close-on-exec as they arrive, and closes any beyond what it asked for. A payload longer
-//! than the caller's limit is reported before a byte of it is read or buffered.
+//! than the caller's limit is reported before a byte of it is read or buffered. Before it
+//! blocks for a frame, the receiver polls for a short adaptive time ([`SpinPolicy`]): a
+//! blocking wake-up costs far more than a round trip to a busy peer.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -17,6 +20,7 @@ use rustix::net::{
 };
 use zerocopy::IntoBytes;
 
+use crate::transport::spin::{AdaptiveSpin, SpinPolicy};
 use crate::wire::SocketHeader;
 
 /// The most FDs one frame may carry. No lisafs message donates more than two.
@@ -77,14 +81,21 @@ pub struct FramedSocket {
     /// Receive buffer. Its length only grows (to the largest payload accepted so far), so
     /// it is zero-filled once rather than per frame.
     buf: Vec<u8>,
+    spin: AdaptiveSpin,
 }
 
 impl FramedSocket {
     /// Wraps a connected `SOCK_STREAM` Unix socket.
     pub fn new(fd: OwnedFd) -> Self {
+        Self::with_spin(fd, SpinPolicy::default())
+    }
+
+    /// Wraps a connected socket whose receiver polls as `policy` allows before blocking.
+    pub fn with_spin(fd: OwnedFd, policy: SpinPolicy) -> Self {
         Self {
             fd,
             buf: Vec::new(),
+            spin: AdaptiveSpin::new(policy),
         }
     }
 
@@ -199,7 +210,10 @@ impl FramedSocket {
 
     /// Reads the 8-byte header. FDs are accepted only on the first read that returns data:
     /// that is where the sender attached them.
-    fn recv_header(&self, want_fds: usize) -> Result<(SocketHeader, Vec<OwnedFd>), SocketError> {
+    fn recv_header(
+        &mut self,
+        want_fds: usize,
+    ) -> Result<(SocketHeader, Vec<OwnedFd>), SocketError> {
         let mut raw = [0u8; SocketHeader::SIZE];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let control_len = if want_fds == 0 {
@@ -208,15 +222,27 @@ impl FramedSocket {
             rustix::cmsg_space!(ScmRights(want_fds))
         };
         let mut control = RecvAncillaryBuffer::new(&mut space[..control_len]);
-        let got = retry_intr(|| {
-            recvmsg(
-                &self.fd,
-                &mut [IoSliceMut::new(&mut raw)],
-                &mut control,
-                RecvFlags::CMSG_CLOEXEC,
-            )
-        })?
-        .bytes;
+        let started = Instant::now();
+        let spin_until = self.spin.deadline(started);
+        let got = loop {
+            let polling = Instant::now() < spin_until;
+            let flags = if polling {
+                RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+            } else {
+                RecvFlags::CMSG_CLOEXEC
+            };
+            let mut iov = [IoSliceMut::new(&mut raw)];
+            match recvmsg(&self.fd, &mut iov, &mut control, flags) {
+                Ok(received) => break received.bytes,
+                // A socket round trip to a busy peer takes about 7 µs.
+                Err(Errno::AGAIN) if polling => {
+                    AdaptiveSpin::pause(started, Duration::from_micros(10))
+                }
+                Err(Errno::INTR) => {}
+                Err(err) => return Err(err.into()),
+            }
+        };
+        self.spin.record(started.elapsed());
         let mut fds = Vec::new();
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = msg {

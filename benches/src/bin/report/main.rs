@@ -308,7 +308,7 @@ fn render(
     );
     let spin = match context.spin_us {
         Some(us) => format!("spin cap {us} µs on both sides (`--spin-us {us}`)"),
-        None => "default spin policy on both sides (50 µs cap)".into(),
+        None => "default spin policy on both sides (200 µs cap)".into(),
     };
     let _ = writeln!(
         out,

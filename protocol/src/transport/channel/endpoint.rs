@@ -7,14 +7,17 @@
 //! spin-then-wait round trip between two processes costs well under a microsecond where a
 //! futex sleep and wake costs several. See [`SpinPolicy`].
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
 
 use rustix::io::Errno;
 use rustix::thread::futex;
 
 use super::shm::Window;
 use super::ChannelError;
+use crate::transport::spin::{AdaptiveSpin, SpinPolicy};
 
 /// State word: the client's turn (the initial value of a zeroed window).
 const CLIENT_TURN: u32 = 0;
@@ -46,36 +49,13 @@ impl Side {
     }
 }
 
-/// How long a waiter spins before it sleeps in `FUTEX_WAIT`.
-///
-/// The budget adapts to how long recent waits took: it is twice their moving average,
-/// capped at `max_spin`. When the peer answers quickly (a busy channel) the waiter catches
-/// the answer while spinning and never sleeps; when waits are long (an idle channel, a slow
-/// host operation) the average rises past the cap and the waiter sleeps at once, so an idle
-/// channel costs no CPU beyond one bounded spin after its last message. `max_spin` of zero
-/// turns spinning off.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SpinPolicy {
-    /// The longest a waiter ever spins.
-    pub max_spin: Duration,
-}
-
-impl Default for SpinPolicy {
-    fn default() -> Self {
-        Self {
-            max_spin: Duration::from_micros(50),
-        }
-    }
-}
-
 /// One side's view of a window: turn-taking, waiting and shutdown.
 #[derive(Debug)]
 pub(crate) struct Endpoint {
     pub(crate) window: Window,
     side: Side,
-    policy: SpinPolicy,
-    /// Moving average of recent wait times, in nanoseconds.
-    avg_wait_ns: AtomicU64,
+    /// Only the thread that owns the turn waits, so this lock is never contended.
+    spin: Mutex<AdaptiveSpin>,
     shut_down: AtomicBool,
 }
 
@@ -84,8 +64,7 @@ impl Endpoint {
         Self {
             window,
             side,
-            policy,
-            avg_wait_ns: AtomicU64::new(0),
+            spin: Mutex::new(AdaptiveSpin::new(policy)),
             shut_down: AtomicBool::new(false),
         }
     }
@@ -122,7 +101,7 @@ impl Endpoint {
     pub(crate) fn wait(&self) -> Result<usize, ChannelError> {
         let started = Instant::now();
         let state = self.window.state();
-        let mut spin_until = Some(started + self.spin_budget());
+        let mut spin_until = Some(self.spin.lock().deadline(started));
         loop {
             if self.shut_down.load(Ordering::Acquire) {
                 return Err(ChannelError::Shutdown);
@@ -135,7 +114,8 @@ impl Endpoint {
             }
             if let Some(deadline) = spin_until {
                 if Instant::now() < deadline {
-                    std::hint::spin_loop();
+                    // A channel round trip is about a microsecond.
+                    AdaptiveSpin::pause(started, Duration::from_micros(2));
                     continue;
                 }
                 spin_until = None;
@@ -145,30 +125,12 @@ impl Endpoint {
                 Err(err) => return Err(ChannelError::Io(err)),
             }
         }
-        self.record_wait(started.elapsed());
+        self.spin.lock().record(started.elapsed());
         let len = self.window.data_len().load(Ordering::Relaxed) as usize;
         if len > self.window.data_capacity() {
             return Err(ChannelError::Protocol("data length beyond the window"));
         }
         Ok(len)
-    }
-
-    fn spin_budget(&self) -> Duration {
-        let avg = Duration::from_nanos(self.avg_wait_ns.load(Ordering::Relaxed));
-        let budget = avg.saturating_mul(2).max(Duration::from_micros(2));
-        if avg > self.policy.max_spin {
-            Duration::ZERO
-        } else {
-            budget.min(self.policy.max_spin)
-        }
-    }
-
-    fn record_wait(&self, took: Duration) {
-        let took = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        let avg = self.avg_wait_ns.load(Ordering::Relaxed);
-        // An average over roughly the last eight waits.
-        let next = avg - avg / 8 + took / 8;
-        self.avg_wait_ns.store(next, Ordering::Relaxed);
     }
 
     /// Ends the channel for both sides: every current and future wait, here and in the

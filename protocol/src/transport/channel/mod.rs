@@ -19,12 +19,12 @@ mod shm;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
 
-pub use endpoint::SpinPolicy;
 use endpoint::{Endpoint, Side};
 use shm::Window;
 use zerocopy::IntoBytes;
 
 use crate::transport::socket::Frame;
+pub use crate::transport::spin::SpinPolicy;
 use crate::wire::{ChannelHeader, ChannelResp};
 
 /// The handshake both sides send first: a JSON object (gVisor sends exactly this).
