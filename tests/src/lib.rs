@@ -10,3 +10,13 @@ pub mod conformance;
 mod gofer;
 
 pub use gofer::Gofer;
+
+/// The errno of a call that must fail; panics (failing the test) if it succeeded.
+pub fn errno<T: std::fmt::Debug>(
+    result: Result<T, lisafs_client::Error>,
+) -> lisafs_protocol::wire::Errno {
+    match result {
+        Ok(value) => panic!("expected an error, got {value:?}"),
+        Err(err) => err.errno(),
+    }
+}

@@ -17,15 +17,11 @@ use lisafs_protocol::wire::{
     decode, encode, Errno, ErrorResp, FdId, Mid, MountReq, MountResp, SizedString, WalkReq,
     WalkResp, WalkStatus, MAX_MESSAGE_SIZE,
 };
-use lisafs_tests::Gofer;
+use lisafs_tests::{errno, Gofer};
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 const O_RDONLY: u32 = 0;
 const O_RDWR: u32 = 2;
-
-fn errno<T: std::fmt::Debug>(result: Result<T, lisafs_client::Error>) -> Errno {
-    result.unwrap_err().errno()
-}
 
 #[test]
 fn names_that_leave_the_directory_are_einval_on_the_wire() {

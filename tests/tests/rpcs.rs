@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use lisafs_client::{Client, ControlFd, Owner, SetStat};
 use lisafs_protocol::wire::{Errno, Mid, SetStatReq, WalkStatus};
-use lisafs_tests::Gofer;
+use lisafs_tests::{errno, Gofer};
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 const O_RDONLY: u32 = 0;
@@ -25,10 +25,6 @@ const XATTR_CREATE: u32 = 1;
 const FALLOC_FL_KEEP_SIZE: u64 = 1;
 const FALLOC_FL_PUNCH_HOLE: u64 = 2;
 const SOCK_STREAM: u32 = 1;
-
-fn errno<T: std::fmt::Debug>(result: Result<T, lisafs_client::Error>) -> Errno {
-    result.unwrap_err().errno()
-}
 
 fn walk1(client: &Client, path: &[&str]) -> ControlFd {
     let (status, mut inodes) = client.root().walk(path).unwrap();
