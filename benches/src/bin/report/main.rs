@@ -511,7 +511,7 @@ fn targets(rows: &[Row]) -> Vec<Target> {
     out
 }
 
-/// "2 cores, Linux 6.18.44, <CPU model>".
+/// `"2 cores, Linux 6.18.44, <CPU model>"`.
 fn machine() -> String {
     let cpus = std::thread::available_parallelism().map_or(0, usize::from);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
