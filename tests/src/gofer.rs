@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use lisafs_client::{Client, ClientOptions};
 use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_protocol::wire::{decode, FdId, Mid, MountResp, MAX_MESSAGE_SIZE};
 use tempfile::TempDir;
 
 /// A running gofer serving `<tmp>/root` on `<tmp>/s`, with `<tmp>/out` beside the root as
@@ -98,6 +99,17 @@ impl Gofer {
     pub fn raw(&self) -> FramedSocket {
         let stream = UnixStream::connect(&self.socket).expect("connect");
         FramedSocket::new(OwnedFd::from(stream))
+    }
+
+    /// A raw connection on which Mount has been done; returns it and the root's FDID.
+    pub fn mounted_raw(&self) -> (FramedSocket, FdId) {
+        let mut sock = self.raw();
+        sock.send(Mid::Mount.as_u16(), &[], &[])
+            .expect("send Mount");
+        let frame = sock.recv(MAX_MESSAGE_SIZE, 1).expect("Mount response");
+        assert_eq!(frame.mid, Mid::Mount.as_u16(), "Mount failed");
+        let root = decode::<MountResp>(frame.payload).expect("decode MountResp");
+        (sock, root.root.control_fd)
     }
 
     /// The gofer's process ID.

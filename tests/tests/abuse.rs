@@ -21,11 +21,7 @@ struct Raw {
 
 impl Raw {
     fn mount(gofer: &Gofer) -> Self {
-        let mut sock = gofer.raw();
-        sock.send(Mid::Mount.as_u16(), &[], &[]).unwrap();
-        let frame = sock.recv(MAX_MESSAGE_SIZE, 1).unwrap();
-        assert_eq!(frame.mid, Mid::Mount.as_u16());
-        let root = decode::<MountResp>(frame.payload).unwrap().root.control_fd;
+        let (sock, root) = gofer.mounted_raw();
         Self { sock, root }
     }
 
@@ -87,8 +83,6 @@ fn every_truncation_of_every_request_kind_is_eio_with_no_effect() {
                 common: CreateCommon {
                     dir_fd: raw.root,
                     mode: 0o755,
-                    uid: Uid::NONE,
-                    gid: Gid::NONE,
                     ..Default::default()
                 },
                 name: "newdir".into(),
@@ -260,8 +254,6 @@ fn close_takes_fdids_of_every_kind_and_ignores_unknown_ones() {
             common: CreateCommon {
                 dir_fd: raw.root,
                 mode: 0o755,
-                uid: Uid::NONE,
-                gid: Gid::NONE,
                 ..Default::default()
             },
             sock_type: 1,

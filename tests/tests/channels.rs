@@ -174,12 +174,7 @@ fn a_killed_client_process_leaves_no_host_fd_in_the_gofer() {
 #[test]
 fn a_client_scribbling_on_its_window_cannot_harm_the_gofer() {
     let mut gofer = Gofer::start(GOFER, &[]);
-    let mut sock = gofer.raw();
-    sock.send(Mid::Mount.as_u16(), &[], &[]).unwrap();
-    let root = decode::<MountResp>(sock.recv(MAX_MESSAGE_SIZE, 1).unwrap().payload)
-        .unwrap()
-        .root
-        .control_fd;
+    let (mut sock, root) = gofer.mounted_raw();
     sock.send(Mid::Channel.as_u16(), &[], &[]).unwrap();
     let frame = sock.recv(MAX_MESSAGE_SIZE, 2).unwrap();
     let resp = decode::<ChannelResp>(frame.payload).unwrap();

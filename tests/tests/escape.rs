@@ -14,8 +14,8 @@ use std::thread;
 
 use lisafs_client::{Client, Owner};
 use lisafs_protocol::wire::{
-    decode, encode, Errno, ErrorResp, FdId, Mid, MountReq, MountResp, SizedString, WalkReq,
-    WalkResp, WalkStatus, MAX_MESSAGE_SIZE,
+    decode, encode, Errno, ErrorResp, FdId, Mid, SizedString, WalkReq, WalkResp, WalkStatus,
+    MAX_MESSAGE_SIZE,
 };
 use lisafs_tests::{errno, Gofer};
 
@@ -27,13 +27,7 @@ const O_RDWR: u32 = 2;
 fn names_that_leave_the_directory_are_einval_on_the_wire() {
     let gofer = Gofer::start(GOFER, &[]);
     fs::create_dir(gofer.root().join("d")).unwrap();
-    let mut sock = gofer.raw();
-    sock.send(Mid::Mount.as_u16(), &encode(&MountReq {}).unwrap(), &[])
-        .unwrap();
-    let root = decode::<MountResp>(sock.recv(MAX_MESSAGE_SIZE, 1).unwrap().payload)
-        .unwrap()
-        .root
-        .control_fd;
+    let (mut sock, root) = gofer.mounted_raw();
     for bad in ["..", ".", "", "/", "d/..", "../out", "/etc", "d\0"] {
         let req = WalkReq {
             dir_fd: root,

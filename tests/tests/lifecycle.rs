@@ -21,12 +21,7 @@ fn a_vanished_client_leaves_no_host_fd_and_others_carry_on() {
     let survivor = gofer.client();
     let baseline = gofer.open_fds();
 
-    let mut sock = gofer.raw();
-    sock.send(Mid::Mount.as_u16(), &[], &[]).unwrap();
-    let root = decode::<MountResp>(sock.recv(MAX_MESSAGE_SIZE, 1).unwrap().payload)
-        .unwrap()
-        .root
-        .control_fd;
+    let (mut sock, root) = gofer.mounted_raw();
     for i in 0..50 {
         for name in [format!("f{i}"), format!("d{i}")] {
             let walk = WalkReq {
