@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Parser, ValueEnum};
 use lisafs_server::{ServerOptions, SpinPolicy};
 
-use crate::host::HostOptions;
+use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
 
 /// Serve a host directory to lisafs clients (gVisor's sentry or `lisafs`).
 ///
@@ -59,9 +59,39 @@ pub struct Config {
     #[arg(long)]
     pub allow_setid: bool,
 
-    /// Most FDs one connection may hold at once (EMFILE beyond).
-    #[arg(long, value_name = "N", default_value_t = ServerOptions::default().max_fds)]
-    pub max_fds: usize,
+    /// Extended attributes clients may read, set, remove and list: "user" only the
+    /// user.* namespace, "all" also security.*, trusted.* and system.*, "none" nothing
+    /// (EOPNOTSUPP).
+    #[arg(long, value_enum, value_name = "POLICY", default_value_t = XattrPolicy::User)]
+    pub xattr: XattrPolicy,
+
+    /// Special files MknodAt may create, a comma-separated subset of fifo,socket,char,block
+    /// (by default none: only regular files and the 0:0 whiteout). The nodes stay inert
+    /// for the gofer: opening them is still governed by --host-fifo and --host-uds, and
+    /// devices are never opened (the share is mounted nodev).
+    #[arg(long, value_enum, value_name = "KINDS", value_delimiter = ',')]
+    pub mknod: Vec<MknodKind>,
+
+    /// How the gofer confines itself before serving: "namespace" (its own mount, PID,
+    /// IPC, UTS and network namespaces, with the share as its root), "chroot" (only a
+    /// chroot into the share, for runtimes that set up namespaces themselves), "none"
+    /// (unconfined; logged as a warning).
+    #[arg(long, value_enum, value_name = "MODE", default_value_t = SandboxMode::Namespace)]
+    pub sandbox: SandboxMode,
+
+    /// The seccomp filter: "kill" ends the gofer on a system call outside its allowlist,
+    /// "log" only logs it (for finding a missing rule), "none" installs no filter.
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = SeccompAction::Kill)]
+    pub seccomp: SeccompAction,
+
+    /// Most connections served at once; a connection beyond it is closed at once.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+
+    /// Most FDs one connection may hold at once (EMFILE beyond). By default as many as
+    /// fit: the open-file limit, less a reserve, shared by --max-connections.
+    #[arg(long, value_name = "N")]
+    pub max_fds: Option<usize>,
 
     /// Most shared-memory channels one connection may create (ENOMEM beyond; 0 leaves
     /// clients on the socket).
@@ -101,6 +131,31 @@ pub enum HostFifo {
     Open,
 }
 
+/// `--sandbox`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SandboxMode {
+    /// Own namespaces and the share as the root.
+    Namespace,
+    /// A chroot into the share only.
+    Chroot,
+    /// No confinement.
+    None,
+}
+
+/// `--seccomp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SeccompAction {
+    /// Kill the process on a system call outside the allowlist.
+    Kill,
+    /// Log such calls and let them run.
+    Log,
+    /// No filter.
+    None,
+}
+
+/// Default `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+
 /// `--log-level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
@@ -139,6 +194,8 @@ impl Config {
             fifo_open: self.host_fifo == HostFifo::Open,
             allow_setid: self.allow_setid,
             donate_mount_fd: self.donate_mount_fd,
+            xattr: self.xattr,
+            mknod: MknodKinds::from_list(&self.mknod),
         }
     }
 
@@ -146,7 +203,7 @@ impl Config {
     pub fn server_options(&self) -> ServerOptions {
         ServerOptions {
             readonly: self.readonly,
-            max_fds: self.max_fds,
+            max_fds: self.max_fds.unwrap_or(ServerOptions::default().max_fds),
             max_channels: self.max_channels,
             spin: SpinPolicy {
                 max_spin: Duration::from_micros(self.spin_us),
@@ -197,6 +254,10 @@ mod tests {
             "open",
             "--allow-submounts",
             "--allow-setid",
+            "--xattr",
+            "all",
+            "--mknod",
+            "fifo,char",
             "--max-fds",
             "7",
             "--log-level",
@@ -210,6 +271,13 @@ mod tests {
             fifo_open: true,
             allow_setid: true,
             donate_mount_fd: true,
+            xattr: XattrPolicy::All,
+            mknod: MknodKinds {
+                fifo: true,
+                socket: false,
+                char: true,
+                block: false,
+            },
         };
         assert_eq!(config.host_options(), expected);
         assert_eq!(config.fd, Some(3));

@@ -44,6 +44,69 @@ pub struct HostOptions {
     pub allow_setid: bool,
     /// Donate an `O_RDONLY` directory FD of the root with Mount.
     pub donate_mount_fd: bool,
+    /// Which extended-attribute namespaces clients may use.
+    pub xattr: XattrPolicy,
+    /// Which special files MknodAt may create.
+    pub mknod: MknodKinds,
+}
+
+/// Extended-attribute namespaces clients may use (`gofer --xattr`); the others are
+/// `EOPNOTSUPP`, and FListXattr leaves them out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum XattrPolicy {
+    /// None at all.
+    None,
+    /// Only `user.*`.
+    #[default]
+    User,
+    /// Every namespace, `security.*`, `trusted.*` and `system.*` included.
+    All,
+}
+
+/// One kind of special file MknodAt may create (`gofer --mknod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MknodKind {
+    /// FIFOs.
+    Fifo,
+    /// Unix socket files.
+    Socket,
+    /// Character devices.
+    Char,
+    /// Block devices.
+    Block,
+}
+
+/// The special files MknodAt may create besides regular files and the 0:0 whiteout
+/// (which are always allowed). The default allows none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MknodKinds {
+    /// FIFOs.
+    pub fifo: bool,
+    /// Unix socket files.
+    pub socket: bool,
+    /// Character devices other than 0:0.
+    pub char: bool,
+    /// Block devices.
+    pub block: bool,
+}
+
+impl MknodKinds {
+    /// The kinds named in `list`.
+    pub fn from_list(list: &[MknodKind]) -> Self {
+        let has = |kind| list.contains(&kind);
+        Self {
+            fifo: has(MknodKind::Fifo),
+            socket: has(MknodKind::Socket),
+            char: has(MknodKind::Char),
+            block: has(MknodKind::Block),
+        }
+    }
+
+    /// Whether device nodes (char or block) may be created: the process then needs
+    /// `CAP_MKNOD`.
+    pub fn devices(&self) -> bool {
+        self.char || self.block
+    }
 }
 
 /// A [`Backend`] serving a host directory.
