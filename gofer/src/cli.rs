@@ -17,7 +17,7 @@ use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use crate::config::{Config, LogLevel};
 use crate::host::HostBackend;
-use crate::sys;
+use crate::{sandbox, sys};
 
 /// Why the gofer could not start or stopped serving. Each message is one line naming the
 /// flag at fault.
@@ -46,6 +46,12 @@ pub enum StartError {
         fd: i32,
         /// The transport failure.
         source: ServeError,
+    },
+    /// The gofer could not confine itself as `--sandbox`/`--seccomp` ask.
+    #[error("cannot confine the gofer: {reason}")]
+    Sandbox {
+        /// What failed.
+        reason: String,
     },
     /// Neither `--socket` nor `--fd` was given.
     #[error("one of --socket and --fd is required")]
@@ -98,6 +104,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         }
         (None, None) => return Err(StartError::NoConnection),
     };
+    let features = sandbox::seccomp::Features {
+        uds_connect: backend.options().uds_connect,
+        uds_create: backend.options().uds_create,
+    };
+    sandbox::seccomp::install(config.seccomp, features).map_err(|err| StartError::Sandbox {
+        reason: format!("seccomp: {}", os_reason(&err)),
+    })?;
     tracing::info!(root = %config.root.display(), options = ?backend.options(), "serving");
     let server = Server::new(backend, config.server_options());
     match source {

@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod config;
 pub mod host;
+mod sandbox;
 mod sys;
 
 pub use lisafs_protocol::wire;
