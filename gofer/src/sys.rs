@@ -171,3 +171,37 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // owner, as `from_raw_fd` requires.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
+
+/// `setfsuid(2)` on the calling thread only (the filesystem UID is per thread and neither
+/// the kernel nor libc passes it to other threads). Returns the previous filesystem UID;
+/// fails with `EPERM` if the kernel kept the old one.
+pub(crate) fn setfsuid(uid: u32) -> io::Result<u32> {
+    // SAFETY: setfsuid takes a plain integer and changes only the calling thread's
+    // credentials; it touches no memory of this process.
+    let old = unsafe { libc::setfsuid(uid) };
+    // The call cannot report failure: it returns the previous ID either way. An invalid ID
+    // (-1) changes nothing and returns the current one, which tells whether `uid` took.
+    // SAFETY: as above.
+    let now = unsafe { libc::setfsuid(u32::MAX) };
+    fs_id_result(old, now, uid)
+}
+
+/// `setfsgid(2)` on the calling thread only; as [`setfsuid`], for the filesystem GID.
+pub(crate) fn setfsgid(gid: u32) -> io::Result<u32> {
+    // SAFETY: setfsgid takes a plain integer and changes only the calling thread's
+    // credentials; it touches no memory of this process.
+    let old = unsafe { libc::setfsgid(gid) };
+    // SAFETY: as above; -1 is an invalid ID, so this only reads the current one.
+    let now = unsafe { libc::setfsgid(u32::MAX) };
+    fs_id_result(old, now, gid)
+}
+
+/// The previous ID if the current one is `wanted`. The calls return IDs as a C `int`, so
+/// IDs above `i32::MAX` come back negative: the bits are reinterpreted, not converted.
+fn fs_id_result(old: libc::c_int, now: libc::c_int, wanted: u32) -> io::Result<u32> {
+    let id = |ret: libc::c_int| u32::from_ne_bytes(ret.to_ne_bytes());
+    match id(now) == wanted {
+        true => Ok(id(old)),
+        false => Err(io::Error::from_raw_os_error(libc::EPERM)),
+    }
+}

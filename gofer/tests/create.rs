@@ -333,3 +333,137 @@ fn the_process_umask_does_not_change_modes() {
     assert_eq!(d.stat.mode & 0o777, 0o777);
     assert_eq!(lstat(&fx.path("d")).permissions().mode() & 0o777, 0o777);
 }
+
+/// Create attributes with `mode` owned by `uid`:`gid`.
+fn owned(mode: u32, uid: u32, gid: u32) -> Create {
+    Create {
+        mode,
+        uid: Uid(uid),
+        gid: Gid(gid),
+    }
+}
+
+/// This thread's filesystem UID and GID (the fourth field of `Uid:`/`Gid:`) and its
+/// effective capabilities, as the kernel reports them.
+fn thread_creds() -> (String, String, String) {
+    let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+    let field = |key: &str, index: usize| {
+        let line = status.lines().find_map(|l| l.strip_prefix(key)).unwrap();
+        line.split_whitespace().nth(index).unwrap().to_owned()
+    };
+    (field("Uid:", 3), field("Gid:", 3), field("CapEff:", 0))
+}
+
+#[test]
+fn every_kind_of_create_gets_exactly_the_clients_owner() {
+    let fx = Fixture::with(HostOptions {
+        uds_create: true,
+        ..HostOptions::default()
+    });
+    let (f, _) = fx
+        .backend
+        .create(&fx.root, n("f"), owned(0o644, 1001, 2001), RDWR)
+        .unwrap();
+    let d = fx
+        .backend
+        .mkdir(&fx.root, n("d"), owned(0o755, 1002, 2002))
+        .unwrap();
+    let l = fx
+        .backend
+        .symlink(&fx.root, n("l"), b"f", Uid(1003), Gid(2003))
+        .unwrap();
+    let r = fx
+        .backend
+        .mknod(&fx.root, n("r"), owned(0o100_600, 1004, 2004), 0, 0)
+        .unwrap();
+    let w = fx
+        .backend
+        .mknod(&fx.root, n("w"), owned(0o020_000, 1005, 2005), 0, 0)
+        .unwrap();
+    let (s, _socket, _donated) = fx
+        .backend
+        .bind(&fx.root, n("s"), 1, owned(0o755, 1006, 2006))
+        .unwrap();
+    for (name, node, id) in [
+        ("f", &f, 1001),
+        ("d", &d, 1002),
+        ("l", &l, 1003),
+        ("r", &r, 1004),
+        ("w", &w, 1005),
+        ("s", &s, 1006),
+    ] {
+        assert_eq!((node.stat.uid, node.stat.gid), (id, id + 1000), "{name}");
+        let host = lstat(&fx.path(name));
+        assert_eq!(
+            (host.uid(), host.gid()),
+            (id, id + 1000),
+            "{name} on the host"
+        );
+    }
+    // The modes are exact: no set-ID bit appeared or vanished with the owner.
+    assert_eq!(f.stat.mode, 0o100_644);
+    assert_eq!(d.stat.mode, 0o040_755);
+    assert_eq!(r.stat.mode, 0o100_600);
+}
+
+#[test]
+fn a_client_owner_keeps_the_gofers_permission_semantics() {
+    let fx = Fixture::new();
+    // Root-owned and closed to user 1000: creating there as 1000 works all the same,
+    // because the client, not the host, checks permissions.
+    let sealed = fx.mkdir(&fx.root, "sealed", 0o755).unwrap();
+    let private = fx.mkdir(&fx.root, "private", 0o700).unwrap();
+    assert_eq!(lstat(&fx.path("sealed")).uid(), 0);
+    let (f, opened) = fx
+        .backend
+        .create(&sealed.file, n("f"), owned(0o600, 1000, 1000), RDWR)
+        .unwrap();
+    assert_eq!((f.stat.uid, f.stat.gid), (1000, 1000));
+    assert_eq!(fx.backend.write(&opened.open, 0, b"x").unwrap(), 1);
+    let sub = fx
+        .backend
+        .mkdir(&private.file, n("sub"), owned(0o000, 1000, 1000))
+        .unwrap();
+    // Even a directory its new owner may not write to takes a file from the gofer.
+    fx.backend
+        .symlink(&sub.file, n("l"), b"t", Uid(1000), Gid(1000))
+        .unwrap();
+    assert_eq!(lstat(&fx.path("private/sub/l")).uid(), 1000);
+}
+
+#[test]
+fn the_threads_credentials_are_restored_after_every_create() {
+    let fx = Fixture::new();
+    let before = thread_creds();
+    assert_eq!((before.0.as_str(), before.1.as_str()), ("0", "0"));
+    fx.backend
+        .mkdir(&fx.root, n("d"), owned(0o755, 1000, 1000))
+        .unwrap();
+    assert_eq!(thread_creds(), before, "after a mkdir");
+    fx.backend
+        .create(&fx.root, n("f"), owned(0o644, 1000, 1000), RDWR)
+        .unwrap();
+    assert_eq!(thread_creds(), before, "after a create");
+    // Failing creates (the name exists) restore them as well.
+    assert_eq!(
+        errno(fx.backend.mkdir(&fx.root, n("d"), owned(0o755, 1000, 1000))),
+        Errno::EEXIST
+    );
+    assert_eq!(thread_creds(), before, "after a failed mkdir");
+    assert_eq!(
+        errno(
+            fx.backend
+                .create(&fx.root, n("f"), owned(0o644, 1000, 1000), RDWR)
+        ),
+        Errno::EEXIST
+    );
+    assert_eq!(thread_creds(), before, "after a failed create");
+    assert_eq!(
+        errno(
+            fx.backend
+                .symlink(&fx.root, n("f"), b"t", Uid(1000), Gid::NONE)
+        ),
+        Errno::EEXIST
+    );
+    assert_eq!(thread_creds(), before, "after a failed symlink");
+}

@@ -2,9 +2,12 @@
 //! UnlinkAt, RenameAt(2).
 //!
 //! Each create happens relative to the held directory FD, with the exact mode (the umask
-//! is 0) after the set-ID policy; the new file's control FD comes from the creating call's
-//! own FD where there is one (regular files, links), otherwise from a one-component lookup
-//! whose type is checked. Any failure after creation removes the name again.
+//! is 0) after the set-ID policy, and with the thread's filesystem IDs set to the client's
+//! owner (`creds`), so the kernel creates the file with that owner: nothing is chowned
+//! afterwards, so a host process swapping names cannot redirect an owner change. The new
+//! file's control FD comes from the creating call's own FD where there is one (regular
+//! files, links), otherwise from a one-component lookup whose type is checked. Any
+//! failure after creation removes the name again.
 
 use std::os::fd::AsFd;
 
@@ -12,7 +15,7 @@ use lisafs_protocol::wire::{Errno, Gid, Statx, Uid};
 use lisafs_server::{BResult, Create, Name, Node, OpenFlags, Opened};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
-use super::attr;
+use super::creds;
 use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFCHR, S_IFMT, S_IFREG};
 use super::io::{access_flags, donate};
 use super::resolve::Resolver;
@@ -58,38 +61,20 @@ impl Drop for Undo<'_> {
 }
 
 impl HostBackend {
-    /// Applies the client's owner (if the process may) and, because `chown` clears set-ID
-    /// bits on non-directories, puts an allowed set-ID `mode` back afterwards.
-    pub(super) fn finish_create(
-        &self,
-        file: &HostFile,
-        uid: Uid,
-        gid: Gid,
-        mode: Option<u32>,
-    ) -> BResult<Statx> {
-        if self.can_chown && (uid != Uid::NONE || gid != Gid::NONE) {
-            attr::chown(file, uid, gid)?;
-            match mode {
-                Some(mode) if mode & 0o6000 != 0 && file.kind() != FileKind::Directory => {
-                    attr::chmod(&self.resolver, file, mode)?;
-                }
-                _ => {}
-            }
-        }
-        stat_fd(file.as_fd())
-    }
-
     /// A one-component lookup of a name this backend just created, which must be of
-    /// `kind`: if a host process swapped something else in, that is not ours to chown.
+    /// `kind`. Only for the control FD of a file whose creating call returns no FD: if a
+    /// host process swapped something else in, the type check refuses what is not of the
+    /// kind created (the owner was set by the create itself, so nothing is applied to the
+    /// file found).
     pub(super) fn lookup_created(
         &self,
         dir: &HostFile,
         name: &[u8],
         kind: FileKind,
-    ) -> BResult<HostFile> {
-        let (file, _) = self.resolver.lookup_file(dir, name)?;
+    ) -> BResult<(HostFile, Statx)> {
+        let (file, stat) = self.resolver.lookup_file(dir, name)?;
         match file.kind() == kind {
-            true => Ok(file),
+            true => Ok((file, stat)),
             false => Err(Errno::EIO),
         }
     }
@@ -107,10 +92,11 @@ pub(super) fn create(
     let name = name.as_bytes();
     let mode = b.policy_mode(attrs.mode, false);
     let (access, readable, writable) = access_flags(flags);
-    let open_fd = b.resolver.create_file(dir, name, access, mode)?;
+    let open_fd = creds::create_as(attrs.uid, attrs.gid, || {
+        b.resolver.create_file(dir, name, access, mode)
+    })?;
     let undo = Undo::new(dir, name, false);
-    let (file, _) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
-    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
+    let (file, stat) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
     let open = HostOpen::new(open_fd, FileKind::Regular, readable, writable);
     let donated = donate(&open);
     undo.keep();
@@ -127,10 +113,11 @@ pub(super) fn mkdir(
     b.resolver.ensure_beneath(dir)?;
     let name = name.as_bytes();
     let mode = b.policy_mode(attrs.mode, true);
-    rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?;
+    creds::create_as(attrs.uid, attrs.gid, || {
+        Ok(rustix::fs::mkdirat(dir, name, Mode::from_raw_mode(mode))?)
+    })?;
     let undo = Undo::new(dir, name, true);
-    let file = b.lookup_created(dir, name, FileKind::Directory)?;
-    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
+    let (file, stat) = b.lookup_created(dir, name, FileKind::Directory)?;
     undo.keep();
     Ok(Node { file, stat })
 }
@@ -152,27 +139,29 @@ pub(super) fn mknod(
     b.resolver.ensure_beneath(dir)?;
     let name = name.as_bytes();
     let mode = b.policy_mode(attrs.mode, false);
-    let (file, undo) = if whiteout {
-        rustix::fs::mknodat(
-            dir,
-            name,
-            FileType::CharacterDevice,
-            Mode::from_raw_mode(mode),
-            0,
-        )?;
+    let (file, stat, undo) = if whiteout {
+        creds::create_as(attrs.uid, attrs.gid, || {
+            Ok(rustix::fs::mknodat(
+                dir,
+                name,
+                FileType::CharacterDevice,
+                Mode::from_raw_mode(mode),
+                0,
+            )?)
+        })?;
         let undo = Undo::new(dir, name, false);
-        (b.lookup_created(dir, name, FileKind::CharDevice)?, undo)
+        let (file, stat) = b.lookup_created(dir, name, FileKind::CharDevice)?;
+        (file, stat, undo)
     } else {
         // An exclusive open creates the same file as mknod(S_IFREG) and hands back the
-        // very inode created, so the owner cannot be applied to a swapped-in file.
-        let open_fd = b.resolver.create_file(dir, name, OFlags::RDONLY, mode)?;
+        // very inode created, so the control FD cannot be a swapped-in file.
+        let open_fd = creds::create_as(attrs.uid, attrs.gid, || {
+            b.resolver.create_file(dir, name, OFlags::RDONLY, mode)
+        })?;
         let undo = Undo::new(dir, name, false);
-        (
-            HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?.0,
-            undo,
-        )
+        let (file, stat) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
+        (file, stat, undo)
     };
-    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
     undo.keep();
     Ok(Node { file, stat })
 }
@@ -191,10 +180,9 @@ pub(super) fn symlink(
     }
     b.resolver.ensure_beneath(dir)?;
     let name = name.as_bytes();
-    rustix::fs::symlinkat(target, dir, name)?;
+    creds::create_as(uid, gid, || Ok(rustix::fs::symlinkat(target, dir, name)?))?;
     let undo = Undo::new(dir, name, false);
-    let file = b.lookup_created(dir, name, FileKind::Symlink)?;
-    let stat = b.finish_create(&file, uid, gid, None)?;
+    let (file, stat) = b.lookup_created(dir, name, FileKind::Symlink)?;
     undo.keep();
     Ok(Node { file, stat })
 }

@@ -11,6 +11,7 @@
 
 mod attr;
 mod create;
+mod creds;
 mod dir;
 mod file;
 mod io;

@@ -12,6 +12,7 @@ use rustix::fs::{Mode, OFlags};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
 use super::create::Undo;
+use super::creds;
 use super::file::{FileKind, HostFile, HostSocket};
 use super::resolve::Resolver;
 use super::HostBackend;
@@ -133,14 +134,17 @@ pub(super) fn bind(
     // bind(2) gives the socket file the socket inode's mode (less the umask, which is 0).
     let mode = b.policy_mode(attrs.mode, false);
     rustix::fs::fchmod(&socket, Mode::from_raw_mode(mode))?;
-    match rustix::net::bind(&socket, &addr) {
-        // The name exists: report it as every other create does.
-        Err(rustix::io::Errno::ADDRINUSE) => return Err(Errno::EEXIST),
-        result => result?,
-    }
+    // The socket file gets the thread's filesystem IDs: the client's owner, set as the
+    // file is made.
+    creds::create_as(attrs.uid, attrs.gid, || {
+        match rustix::net::bind(&socket, &addr) {
+            // The name exists: report it as every other create does.
+            Err(rustix::io::Errno::ADDRINUSE) => Err(Errno::EEXIST),
+            result => Ok(result?),
+        }
+    })?;
     let undo = Undo::new(dir, name, false);
-    let file = b.lookup_created(dir, name, FileKind::Socket)?;
-    let stat = b.finish_create(&file, attrs.uid, attrs.gid, Some(mode))?;
+    let (file, stat) = b.lookup_created(dir, name, FileKind::Socket)?;
     let donated = rustix::io::fcntl_dupfd_cloexec(&socket, 0)?;
     undo.keep();
     Ok((Node { file, stat }, HostSocket { fd: socket }, donated))
