@@ -5,6 +5,13 @@
 //! `/proc/self/fd` handle with the `*xattrat` calls (Linux 6.13): following that magic link
 //! lands exactly on the pinned inode (a symlink itself, never its target), with no path
 //! resolved from the root. Older kernels fall back to the `/proc/self/fd/<n>` path.
+//!
+//! The operator's `--xattr` policy decides which namespaces clients reach: by default only
+//! `user.*`. The others carry host security state (file capabilities in
+//! `security.capability`, LSM labels, IMA hashes, overlayfs markers in `trusted.overlay.*`,
+//! POSIX ACLs in `system.*`) that a sandboxed client must neither set nor learn; a refused
+//! name is `EOPNOTSUPP`, as for a namespace the filesystem does not have, and listing
+//! leaves it out.
 
 use std::ffi::{CStr, CString};
 use std::io;
@@ -17,7 +24,7 @@ use rustix::fs::XattrFlags;
 
 use super::file::{FileKind, HostFile};
 use super::resolve::Resolver;
-use super::HostBackend;
+use super::{HostBackend, XattrPolicy};
 use crate::sys;
 
 /// Largest xattr value and list Linux has (`XATTR_SIZE_MAX`, `XATTR_LIST_MAX`); also what a
@@ -65,10 +72,29 @@ fn c_name(name: &[u8]) -> BResult<CString> {
     CString::new(name).map_err(|_| Errno::EINVAL)
 }
 
+/// Whether `policy` lets clients use the attribute `name`.
+fn allowed(policy: XattrPolicy, name: &[u8]) -> bool {
+    match policy {
+        XattrPolicy::None => false,
+        XattrPolicy::User => name.starts_with(b"user."),
+        XattrPolicy::All => true,
+    }
+}
+
+/// `name` as a C string if the policy lets clients use it: a NUL is `EINVAL` (whatever the
+/// namespace, as for every name), a refused namespace `EOPNOTSUPP`.
+fn checked_name(b: &HostBackend, name: &[u8]) -> BResult<CString> {
+    let name = c_name(name)?;
+    match allowed(b.options.xattr, name.as_bytes()) {
+        true => Ok(name),
+        false => Err(Errno::EOPNOTSUPP),
+    }
+}
+
 /// FGetXattr: the value, at most `size` bytes (`ERANGE` from the host if longer). A value
 /// of 65,536 bytes cannot be sent with a `u16` length: `E2BIG` (SPEC.md §7.8).
 pub(super) fn get(b: &HostBackend, file: &HostFile, name: &[u8], size: usize) -> BResult<Vec<u8>> {
-    let name = c_name(name)?;
+    let name = checked_name(b, name)?;
     let mut buf = vec![0u8; buffer_size(size)];
     let proc_fd = b.resolver.proc_self_fd();
     let len = call(file, |target| match target {
@@ -90,10 +116,10 @@ pub(super) fn set(
     value: &[u8],
     flags: u32,
 ) -> BResult<()> {
+    let name = checked_name(b, name)?;
     if file.kind() == FileKind::Directory {
         b.resolver.ensure_beneath(file)?;
     }
-    let name = c_name(name)?;
     let proc_fd = b.resolver.proc_self_fd();
     call(file, |target| match target {
         Target::ProcEntry(entry) => sys::setxattrat(proc_fd, entry, &name, value, flags),
@@ -104,28 +130,40 @@ pub(super) fn set(
     })
 }
 
-/// FListXattr: the names, from a list of at most `size` bytes.
+/// FListXattr: the names the policy allows, if their list (each name and its NUL) fits
+/// in `size` bytes; otherwise `ERANGE`, as the host would answer for a list of just those
+/// names. The host list is read whole (it never exceeds the Linux maximum), so names the
+/// client may not see neither count against `size` nor make it fail.
 pub(super) fn list(b: &HostBackend, file: &HostFile, size: usize) -> BResult<Vec<Vec<u8>>> {
-    let mut buf = vec![0u8; buffer_size(size)];
+    let policy = b.options.xattr;
+    if policy == XattrPolicy::None {
+        return Ok(Vec::new());
+    }
+    let mut buf = vec![0u8; XATTR_MAX];
     let proc_fd = b.resolver.proc_self_fd();
     let len = call(file, |target| match target {
         Target::ProcEntry(entry) => sys::listxattrat(proc_fd, entry, &mut buf),
         Target::Path(path) => Ok(rustix::fs::listxattr(path, &mut buf[..])?),
     })?;
     let list = buf.get(..len).ok_or(Errno::EIO)?;
-    Ok(list
+    let names: Vec<Vec<u8>> = list
         .split(|&byte| byte == 0)
-        .filter(|name| !name.is_empty())
+        .filter(|name| !name.is_empty() && allowed(policy, name))
         .map(<[u8]>::to_vec)
-        .collect())
+        .collect();
+    let wanted: usize = names.iter().map(|name| name.len() + 1).sum();
+    if wanted > buffer_size(size) {
+        return Err(Errno::ERANGE);
+    }
+    Ok(names)
 }
 
 /// FRemoveXattr.
 pub(super) fn remove(b: &HostBackend, file: &HostFile, name: &[u8]) -> BResult<()> {
+    let name = checked_name(b, name)?;
     if file.kind() == FileKind::Directory {
         b.resolver.ensure_beneath(file)?;
     }
-    let name = c_name(name)?;
     let proc_fd = b.resolver.proc_self_fd();
     call(file, |target| match target {
         Target::ProcEntry(entry) => sys::removexattrat(proc_fd, entry, &name),
