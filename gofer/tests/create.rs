@@ -7,7 +7,7 @@ mod common;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use common::*;
-use lisafs_gofer::host::{FileKind, HostOptions};
+use lisafs_gofer::host::{FileKind, HostOptions, MknodKind, MknodKinds};
 use lisafs_gofer::wire::{Errno, Gid, Uid};
 use lisafs_server::{Backend, Create};
 
@@ -466,4 +466,103 @@ fn the_threads_credentials_are_restored_after_every_create() {
         Errno::EEXIST
     );
     assert_eq!(thread_creds(), before, "after a failed symlink");
+}
+
+/// A fixture whose MknodAt may create `kinds` (everything else default).
+fn mknod_fixture(kinds: MknodKinds) -> Fixture {
+    Fixture::with(HostOptions {
+        mknod: kinds,
+        ..HostOptions::default()
+    })
+}
+
+/// The special nodes MknodAt may be asked for: the `--mknod` kind, a mode, a device number,
+/// and the kind of file it makes.
+const SPECIAL: [(MknodKind, u32, u32, u32, FileKind); 3] = [
+    (MknodKind::Fifo, 0o010_640, 0, 0, FileKind::Fifo),
+    (MknodKind::Socket, 0o140_640, 0, 0, FileKind::Socket),
+    (MknodKind::Char, 0o020_640, 1, 3, FileKind::CharDevice),
+];
+
+#[test]
+fn mknod_creates_exactly_the_kinds_allowed() {
+    for (allowed, ..) in SPECIAL {
+        let fx = mknod_fixture(MknodKinds::from_list(&[allowed]));
+        for (kind, mode, major, minor, file_kind) in SPECIAL {
+            let result = fx
+                .backend
+                .mknod(&fx.root, n("x"), owned(mode, 1000, 1001), major, minor);
+            if kind != allowed {
+                assert_eq!(errno(result), Errno::EPERM, "{kind:?} with {allowed:?}");
+                assert!(std::fs::symlink_metadata(fx.path("x")).is_err());
+                continue;
+            }
+            let node = result.unwrap();
+            assert_eq!(node.file.kind(), file_kind);
+            assert_eq!(u32::from(node.stat.mode), mode, "{kind:?}");
+            assert_eq!((node.stat.rdev_major, node.stat.rdev_minor), (major, minor));
+            // The owner came with the create, as for every other file.
+            let host = lstat(&fx.path("x"));
+            assert_eq!((host.mode(), host.uid(), host.gid()), (mode, 1000, 1001));
+            assert_eq!(host.rdev(), rustix::fs::makedev(major, minor));
+            std::fs::remove_file(fx.path("x")).unwrap();
+        }
+        // Regular files and whiteouts stay allowed whatever the list.
+        fx.backend
+            .mknod(&fx.root, n("r"), attrs(0o100_644), 0, 0)
+            .unwrap();
+        fx.backend
+            .mknod(&fx.root, n("w"), attrs(0o020_000), 0, 0)
+            .unwrap();
+    }
+}
+
+#[test]
+fn created_special_nodes_stay_inert_for_the_gofer() {
+    let all = MknodKinds::from_list(&[
+        MknodKind::Fifo,
+        MknodKind::Socket,
+        MknodKind::Char,
+        MknodKind::Block,
+    ]);
+    let fx = mknod_fixture(all);
+    for (_, mode, major, minor, _) in SPECIAL {
+        let node = fx
+            .backend
+            .mknod(&fx.root, n("x"), attrs(mode), major, minor)
+            .unwrap();
+        // Without --host-fifo / --host-uds nothing can be opened; a device never can.
+        for flags in [RDONLY, WRONLY, RDWR] {
+            assert_eq!(
+                errno(fx.backend.open(&node.file, flags)),
+                Errno::EPERM,
+                "mode {mode:o}"
+            );
+        }
+        std::fs::remove_file(fx.path("x")).unwrap();
+    }
+    // Block devices are never served, so even allowed MknodAt has no node to return: it
+    // refuses before creating anything.
+    assert_eq!(
+        errno(fx.backend.mknod(&fx.root, n("b"), attrs(0o060_640), 7, 0)),
+        Errno::EPERM
+    );
+    assert!(std::fs::symlink_metadata(fx.path("b")).is_err());
+    // A character device stays unopenable even where FIFOs may be opened, and a FIFO
+    // made by MknodAt opens like any host FIFO once the operator allows it.
+    let fx = Fixture::with(HostOptions {
+        mknod: all,
+        fifo_open: true,
+        ..HostOptions::default()
+    });
+    let c = fx
+        .backend
+        .mknod(&fx.root, n("null"), attrs(0o020_666), 1, 3)
+        .unwrap();
+    assert_eq!(errno(fx.backend.open(&c.file, RDWR)), Errno::EPERM);
+    let p = fx
+        .backend
+        .mknod(&fx.root, n("p"), attrs(0o010_666), 0, 0)
+        .unwrap();
+    assert!(fx.backend.open(&p.file, RDWR).is_ok());
 }

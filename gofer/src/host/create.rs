@@ -11,7 +11,7 @@
 
 use std::os::fd::AsFd;
 
-use lisafs_protocol::wire::{Errno, Gid, Statx, Uid};
+use lisafs_protocol::wire::{Errno, Gid, Statx, Uid, S_IFIFO, S_IFSOCK};
 use lisafs_server::{BResult, Create, Name, Node, OpenFlags, Opened};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
@@ -122,7 +122,12 @@ pub(super) fn mkdir(
     Ok(Node { file, stat })
 }
 
-/// MknodAt: only regular files and the 0:0 character device (an overlay whiteout).
+/// MknodAt: regular files and the 0:0 character device (an overlay whiteout) always;
+/// FIFOs, sockets and character devices only of the kinds the operator's `--mknod` allows
+/// (`EPERM` otherwise). What is created stays inert for the gofer: OpenAt's special-file
+/// policy still decides whether it can be opened (devices never are). Block devices are
+/// never served (a control FD cannot hold one), so there would be no node to return:
+/// `EPERM` even with `--mknod block`, before anything is created.
 pub(super) fn mknod(
     b: &HostBackend,
     dir: &HostFile,
@@ -132,35 +137,49 @@ pub(super) fn mknod(
     minor: u32,
 ) -> BResult<Node<HostFile>> {
     let file_type = u16::try_from(attrs.mode & u32::from(S_IFMT)).map_err(|_| Errno::EPERM)?;
-    let whiteout = file_type == S_IFCHR && major == 0 && minor == 0;
-    if file_type != S_IFREG && !whiteout {
-        return Err(Errno::EPERM);
-    }
+    let kinds = b.options.mknod;
+    let whiteout = major == 0 && minor == 0;
+    let special = match file_type {
+        S_IFREG => None,
+        S_IFCHR if whiteout || kinds.char => {
+            Some((FileType::CharacterDevice, FileKind::CharDevice))
+        }
+        S_IFIFO if kinds.fifo => Some((FileType::Fifo, FileKind::Fifo)),
+        S_IFSOCK if kinds.socket => Some((FileType::Socket, FileKind::Socket)),
+        _ => return Err(Errno::EPERM),
+    };
     b.resolver.ensure_beneath(dir)?;
     let name = name.as_bytes();
     let mode = b.policy_mode(attrs.mode, false);
-    let (file, stat, undo) = if whiteout {
-        creds::create_as(attrs.uid, attrs.gid, || {
-            Ok(rustix::fs::mknodat(
-                dir,
-                name,
-                FileType::CharacterDevice,
-                Mode::from_raw_mode(mode),
-                0,
-            )?)
-        })?;
-        let undo = Undo::new(dir, name, false);
-        let (file, stat) = b.lookup_created(dir, name, FileKind::CharDevice)?;
-        (file, stat, undo)
-    } else {
-        // An exclusive open creates the same file as mknod(S_IFREG) and hands back the
-        // very inode created, so the control FD cannot be a swapped-in file.
-        let open_fd = creds::create_as(attrs.uid, attrs.gid, || {
-            b.resolver.create_file(dir, name, OFlags::RDONLY, mode)
-        })?;
-        let undo = Undo::new(dir, name, false);
-        let (file, stat) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
-        (file, stat, undo)
+    let (file, stat, undo) = match special {
+        Some((node_type, kind)) => {
+            let dev = match kind {
+                FileKind::CharDevice => rustix::fs::makedev(major, minor),
+                _ => 0,
+            };
+            creds::create_as(attrs.uid, attrs.gid, || {
+                Ok(rustix::fs::mknodat(
+                    dir,
+                    name,
+                    node_type,
+                    Mode::from_raw_mode(mode),
+                    dev,
+                )?)
+            })?;
+            let undo = Undo::new(dir, name, false);
+            let (file, stat) = b.lookup_created(dir, name, kind)?;
+            (file, stat, undo)
+        }
+        None => {
+            // An exclusive open creates the same file as mknod(S_IFREG) and hands back the
+            // very inode created, so the control FD cannot be a swapped-in file.
+            let open_fd = creds::create_as(attrs.uid, attrs.gid, || {
+                b.resolver.create_file(dir, name, OFlags::RDONLY, mode)
+            })?;
+            let undo = Undo::new(dir, name, false);
+            let (file, stat) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
+            (file, stat, undo)
+        }
     };
     undo.keep();
     Ok(Node { file, stat })
