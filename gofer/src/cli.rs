@@ -2,9 +2,10 @@
 //! binary, so other packages can build an identical gofer (the end-to-end tests do).
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,12 +13,13 @@ use clap::Parser;
 use lisafs_protocol::transport::socket::FramedSocket;
 use lisafs_protocol::wire::Errno;
 use lisafs_server::{ServeError, Server};
-use rustix::fs::{AtFlags, FileType, Mode, StatxFlags, CWD};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, CWD};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::config::{Config, LogLevel};
-use crate::host::HostBackend;
-use crate::{sandbox, sys};
+use crate::config::{Config, LogLevel, SandboxMode};
+use crate::host::{HostBackend, ShareMount};
+use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
+use crate::{limits, sys};
 
 /// Why the gofer could not start or stopped serving. Each message is one line naming the
 /// flag at fault.
@@ -53,6 +55,9 @@ pub enum StartError {
         /// What failed.
         reason: String,
     },
+    /// `--max-fds` and `--max-connections` do not fit in the open-file limit.
+    #[error("{0}")]
+    Limits(String),
     /// Neither `--socket` nor `--fd` was given.
     #[error("one of --socket and --fd is required")]
     NoConnection,
@@ -70,6 +75,7 @@ pub enum StartError {
 /// exits 1 with a one-line message on standard error if the gofer cannot start.
 pub fn main() -> ExitCode {
     let config = Config::parse();
+    sys::close_inherited_except(config.fd);
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -80,23 +86,29 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs the gofer as configured: sets up the process, opens the root, then serves.
+/// Runs the gofer as configured: confines the process around the share, then serves.
+///
+/// The order matters: namespaces are entered (and the process forks) while it has one
+/// thread; the listening socket is created while host paths are reachable; the
+/// `/proc/self/fd` handle is opened before `/proc` goes away with the old root;
+/// capabilities are dropped, Landlock and seccomp installed last, still on one thread, so
+/// every connection thread inherits them.
 pub fn run(config: &Config) -> Result<(), StartError> {
     init_logging(config.log_level);
-    // Take the inherited connection first, before anything else could open FDs.
+    if config.sandbox == SandboxMode::Namespace {
+        // Returns only in the child; the parent waits for it and exits as it did.
+        namespace::enter().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
+    }
     let inherited = config
         .fd
         .map(|fd| take_connection(fd).map_err(|reason| StartError::Fd { fd, reason }))
         .transpose()?;
-    raise_fd_limit();
-    if !config.allow_setid {
-        drop_fsetid();
+    let max_fds = limits::plan(config.max_fds, config.max_connections)
+        .map_err(|err| StartError::Limits(err.to_string()))?;
+    if config.sandbox == SandboxMode::Namespace {
+        namespace::private_mounts().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
     }
-    let backend =
-        HostBackend::new(&config.root, config.host_options()).map_err(|err| StartError::Root {
-            path: config.root.clone(),
-            reason: os_reason(&err),
-        })?;
+    let (root, mount) = open_share(config)?;
     let source = match (inherited, &config.socket) {
         (Some(socket), _) => Source::Inherited(socket),
         (None, Some(path)) => {
@@ -104,15 +116,23 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         }
         (None, None) => return Err(StartError::NoConnection),
     };
-    let features = sandbox::seccomp::Features {
-        uds_connect: backend.options().uds_connect,
-        uds_create: backend.options().uds_create,
-    };
-    sandbox::seccomp::install(config.seccomp, features).map_err(|err| StartError::Sandbox {
-        reason: format!("seccomp: {}", os_reason(&err)),
+    let mut layers = Vec::new();
+    confine_root(config, root.as_fd(), &mut layers)?;
+    let backend = HostBackend::with_root(root, mount, config.host_options()).map_err(|err| {
+        StartError::Root {
+            path: config.root.clone(),
+            reason: os_reason(&err),
+        }
     })?;
-    tracing::info!(root = %config.root.display(), options = ?backend.options(), "serving");
-    let server = Server::new(backend, config.server_options());
+    backend
+        .name_sockets_from_cwd()
+        .map_err(|err| sandbox_error("the /proc/self/fd handle", &err))?;
+    restrict_process(config, &backend, &mut layers)?;
+    tracing::info!(confinement = layers.join("; "), "confined");
+    tracing::info!(root = %config.root.display(), options = ?backend.options(), max_fds, "serving");
+    let mut options = config.server_options();
+    options.max_fds = max_fds;
+    let server = Server::new(backend, options);
     match source {
         Source::Inherited(socket) => {
             server
@@ -122,8 +142,104 @@ pub fn run(config: &Config) -> Result<(), StartError> {
                     source,
                 })
         }
-        Source::Listener(listener) => accept_loop(&server, &listener)
+        Source::Listener(listener) => accept_loop(&server, &listener, config.max_connections)
             .map_err(|err| socket_error(config.socket.as_deref().unwrap_or(Path::new("")), &err)),
+    }
+}
+
+/// Opens the share as a detached `nosuid,nodev` (and with `--readonly`, `ro`) bind mount.
+/// Only unconfined (`--sandbox none`) may a gofer without the privilege for that fall back
+/// to a plain directory FD, with a warning.
+fn open_share(config: &Config) -> Result<(OwnedFd, ShareMount), StartError> {
+    let root_error = |err: &io::Error| StartError::Root {
+        path: config.root.clone(),
+        reason: os_reason(err),
+    };
+    match share::open_detached(&config.root, config.readonly) {
+        Ok(tree) => Ok((tree, ShareMount::Detached)),
+        Err(err)
+            if config.sandbox == SandboxMode::None && err.raw_os_error() == Some(libc::EPERM) =>
+        {
+            tracing::warn!(
+                "no privilege for a detached mount of the share: --readonly, nosuid and \
+                 nodev are enforced by the gofer's checks only"
+            );
+            let fd = rustix::fs::open(
+                &config.root,
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|err| root_error(&err.into()))?;
+            Ok((fd, ShareMount::Plain))
+        }
+        Err(err) => Err(root_error(&err)),
+    }
+}
+
+/// Makes the share the process root as `--sandbox` says, after opening the
+/// `/proc/self/fd` handle that outlives the old root.
+fn confine_root(
+    config: &Config,
+    root: BorrowedFd<'_>,
+    layers: &mut Vec<String>,
+) -> Result<(), StartError> {
+    let mode = config.sandbox;
+    rustix_linux_procfs::proc_self_fd().map_err(|err| sandbox_error("procfs", &err.into()))?;
+    match mode {
+        SandboxMode::Namespace => {
+            namespace::pivot_into(root, &config.root)
+                .map_err(|err| sandbox_error("--sandbox namespace", &err))?;
+            layers.push("namespaces mnt,pid,ipc,uts,net; pivot_root into the share".into());
+        }
+        SandboxMode::Chroot => {
+            namespace::chroot_into(root).map_err(|err| sandbox_error("--sandbox chroot", &err))?;
+            layers.push("chroot into the share".into());
+        }
+        SandboxMode::None => {
+            tracing::warn!("--sandbox none: the gofer runs in the host's namespaces and root");
+        }
+    }
+    Ok(())
+}
+
+/// Capabilities, Landlock and seccomp: the layers every thread inherits.
+fn restrict_process(
+    config: &Config,
+    backend: &HostBackend,
+    layers: &mut Vec<String>,
+) -> Result<(), StartError> {
+    let options = backend.options();
+    let keep = privileges::needed(options.allow_setid, options.mknod.devices());
+    privileges::restrict(keep).map_err(|err| sandbox_error("capabilities", &err))?;
+    layers.push(format!("capabilities {keep:?}; no groups; not dumpable"));
+    if config.sandbox != SandboxMode::None {
+        match landlock::restrict_to(backend.root_fd(), config.readonly) {
+            Ok(status) => layers.push(format!("landlock {status:?}")),
+            Err(err) => {
+                return Err(StartError::Sandbox {
+                    reason: format!("landlock: {err}"),
+                })
+            }
+        }
+    }
+    let features = seccomp::Features {
+        uds_connect: options.uds_connect,
+        uds_create: options.uds_create,
+    };
+    seccomp::install(config.seccomp, features).map_err(|err| sandbox_error("--seccomp", &err))?;
+    layers.push(format!("seccomp {:?}", config.seccomp));
+    Ok(())
+}
+
+fn sandbox_error(what: &str, err: &io::Error) -> StartError {
+    let hint = match err.raw_os_error() {
+        Some(libc::EPERM) => {
+            " (needs root, or unprivileged user namespaces; --sandbox none runs unconfined)"
+        }
+        _ => "",
+    };
+    StartError::Sandbox {
+        reason: format!("{what}: {}{hint}", os_reason(err)),
     }
 }
 
@@ -159,36 +275,6 @@ fn init_logging(level: LogLevel) {
         .try_init();
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit: every control FD holds a host FD.
-fn raise_fd_limit() {
-    use rustix::process::{getrlimit, setrlimit, Resource};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        limit.current = limit.maximum;
-        if let Err(err) = setrlimit(Resource::Nofile, limit) {
-            tracing::warn!("cannot raise the open-file limit: {err}");
-        }
-    }
-}
-
-/// Drops `CAP_FSETID` from this thread (and so from every thread started later), so that
-/// writes and truncations clear set-ID bits as the kernel does for unprivileged writers.
-fn drop_fsetid() {
-    use rustix::thread::{capabilities, set_capabilities, CapabilitySet};
-    let Ok(mut caps) = capabilities(None) else {
-        return;
-    };
-    if !(caps.effective | caps.permitted).contains(CapabilitySet::FSETID) {
-        return;
-    }
-    caps.effective.remove(CapabilitySet::FSETID);
-    caps.permitted.remove(CapabilitySet::FSETID);
-    caps.inheritable.remove(CapabilitySet::FSETID);
-    if let Err(err) = set_capabilities(None, caps) {
-        tracing::warn!("cannot drop CAP_FSETID: {err}");
-    }
-}
-
 /// Takes ownership of the inherited FD `fd` after checking that it is a socket.
 fn take_connection(fd: i32) -> Result<OwnedFd, String> {
     let owned = sys::take_inherited_fd(fd).map_err(|err| os_reason(&err))?;
@@ -201,13 +287,34 @@ fn take_connection(fd: i32) -> Result<OwnedFd, String> {
     Ok(owned)
 }
 
-/// Serves each connection to `listener` on its own thread; returns only if the listening
-/// socket fails for good.
-fn accept_loop(server: &Arc<Server<HostBackend>>, listener: &OwnedFd) -> io::Result<()> {
+/// Serves each connection to `listener` on its own thread, at most `max` at once (a
+/// connection beyond that is closed at once); returns only if the listening socket fails
+/// for good.
+fn accept_loop(
+    server: &Arc<Server<HostBackend>>,
+    listener: &OwnedFd,
+    max: usize,
+) -> io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
     loop {
         match rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
             Ok(conn) => {
-                if let Err(err) = server.spawn(FramedSocket::new(conn)) {
+                if active.fetch_add(1, Ordering::SeqCst) >= max {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                    tracing::warn!(max, "refused a connection: --max-connections reached");
+                    continue;
+                }
+                let slot = ConnectionSlot(Arc::clone(&active));
+                let server = Arc::clone(server);
+                let spawned = std::thread::Builder::new()
+                    .name("lisafs-conn".into())
+                    .spawn(move || {
+                        let _slot = slot;
+                        if let Err(err) = server.serve(FramedSocket::new(conn)) {
+                            tracing::warn!("connection ended: {err}");
+                        }
+                    });
+                if let Err(err) = spawned {
                     tracing::warn!("cannot start a connection thread: {err}");
                 }
             }
@@ -224,6 +331,15 @@ fn accept_loop(server: &Arc<Server<HostBackend>>, listener: &OwnedFd) -> io::Res
             }
             Err(err) => return Err(err.into()),
         }
+    }
+}
+
+/// One of `--max-connections`, given back when the connection's thread ends.
+struct ConnectionSlot(Arc<AtomicUsize>);
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -154,7 +154,7 @@ pub enum SeccompAction {
 }
 
 /// Default `--max-connections`.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
 /// `--log-level`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

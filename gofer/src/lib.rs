@@ -12,6 +12,7 @@
 pub mod cli;
 pub mod config;
 pub mod host;
+pub mod limits;
 mod sandbox;
 mod sys;
 

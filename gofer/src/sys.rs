@@ -172,6 +172,117 @@ pub(crate) fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// `MOUNT_ATTR_*` bits of `mount_setattr(2)` (include/uapi/linux/mount.h); libc lacks them.
+pub(crate) mod mount_attr {
+    /// Read-only.
+    pub(crate) const RDONLY: u64 = 0x1;
+    /// Ignore set-user-ID and set-group-ID bits and file capabilities.
+    pub(crate) const NOSUID: u64 = 0x2;
+    /// No device access.
+    pub(crate) const NODEV: u64 = 0x4;
+}
+
+/// The kernel's `struct mount_attr` (`MOUNT_ATTR_SIZE_VER0`, 32 bytes).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set})`: adds the
+/// [`mount_attr`] bits `set` to the mount `fd` refers to and every mount below it. Linux 5.12.
+pub(crate) fn mount_setattr_recursive(fd: BorrowedFd<'_>, set: u64) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: `fd` is live for the call; the path is a NUL-terminated empty string; `attr`
+    // is a correctly laid out `struct mount_attr` whose size is passed, and the kernel only
+    // reads it.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    check(ret).map(drop)
+}
+
+/// Moves the calling thread into new namespaces of the kinds in `flags`
+/// (`unshare(2)`). Only for start-up: the caller must be the process's only thread, so no
+/// other thread shares the state (files, filesystem root and cwd) being unshared.
+pub(crate) fn unshare_single_threaded(flags: rustix::thread::UnshareFlags) -> io::Result<()> {
+    // SAFETY: rustix marks unshare unsafe because unsharing CLONE_FILES or CLONE_FS under
+    // other threads changes state they rely on; the caller guarantees there are none.
+    unsafe { rustix::thread::unshare_unsafe(flags) }.map_err(io::Error::from)
+}
+
+/// What [`fork_single_threaded`] returns in each process.
+pub(crate) enum Forked {
+    /// In the parent: the child's process ID.
+    Parent(rustix::process::Pid),
+    /// In the child.
+    Child,
+}
+
+/// `fork(2)`. Only for start-up: the caller must be the process's only thread, so the
+/// child cannot inherit a lock held by a thread that does not exist in it.
+pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
+    // SAFETY: with a single thread, the child's copy of memory is consistent (no lock is
+    // held by another thread, no allocator state is mid-update), which is what makes
+    // running arbitrary Rust code in the child sound.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        0 => Ok(Forked::Child),
+        pid if pid > 0 => Ok(Forked::Parent(
+            rustix::process::Pid::from_raw(pid).ok_or_else(io::Error::last_os_error)?,
+        )),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+/// Closes every FD from `first` up. Only for the sandbox's waiting parent, which owns no
+/// Rust object holding any of them.
+pub(crate) fn close_fds_from(first: u32) {
+    close_range(first, u32::MAX);
+}
+
+/// Closes every FD from 3 up except `keep` (the `--fd` connection): whatever else the
+/// launcher left open (a host directory, say) must not reach a process serving untrusted
+/// clients. Called first thing in `main`, before the process has opened anything itself.
+pub(crate) fn close_inherited_except(keep: Option<RawFd>) {
+    match keep
+        .and_then(|fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= 3)
+    {
+        Some(fd) => {
+            close_range(3, fd - 1);
+            close_range(fd.saturating_add(1), u32::MAX);
+        }
+        None => close_range(3, u32::MAX),
+    }
+}
+
+/// `close_range(first, last, 0)`; an empty range does nothing.
+fn close_range(first: u32, last: u32) {
+    if first > last {
+        return;
+    }
+    // SAFETY: the callers guarantee that no live `OwnedFd` (or other owner) refers to an FD
+    // in the range, so closing them cannot invalidate an owner's FD.
+    unsafe {
+        libc::close_range(first, last, 0);
+    }
+}
+
 /// `setfsuid(2)` on the calling thread only (the filesystem UID is per thread and neither
 /// the kernel nor libc passes it to other threads). Returns the previous filesystem UID;
 /// fails with `EPERM` if the kernel kept the old one.

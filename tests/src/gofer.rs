@@ -26,6 +26,12 @@ impl Gofer {
     /// Starts `binary` (the test package's `test-gofer`) with `extra` flags after
     /// `--root` and `--socket`, and waits until it accepts connections.
     pub fn start(binary: &str, extra: &[&str]) -> Self {
+        Self::start_after(binary, extra, |_| {})
+    }
+
+    /// [`Gofer::start`], with `setup` run on the root before the gofer starts (to mount
+    /// something inside it, say).
+    pub fn start_after(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lt")
             .tempdir_in("/tmp")
@@ -35,6 +41,7 @@ impl Gofer {
         fs::create_dir(&root).expect("root dir");
         fs::create_dir(&out).expect("canary dir");
         fs::write(out.join("secret"), b"canary").expect("canary file");
+        setup(&root);
         let socket = dir.path().join("s");
         let child = Command::new(binary)
             .arg("--root")
@@ -112,14 +119,20 @@ impl Gofer {
         (sock, root.root.control_fd)
     }
 
-    /// The gofer's process ID.
+    /// The process ID of the started gofer.
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// How many FDs the gofer process has open now.
+    /// The process ID of the process that serves: the started one, or (with the default
+    /// `--sandbox namespace`) the child it forked into new namespaces.
+    pub fn server_pid(&self) -> u32 {
+        serving_pid(self.pid())
+    }
+
+    /// How many FDs the serving process has open now.
     pub fn open_fds(&self) -> usize {
-        fs::read_dir(format!("/proc/{}/fd", self.pid()))
+        fs::read_dir(format!("/proc/{}/fd", self.server_pid()))
             .expect("gofer /proc fd dir")
             .count()
     }
@@ -145,6 +158,11 @@ impl Gofer {
         self.child.wait().expect("reap the gofer");
     }
 
+    /// Waits for the gofer process to end and returns its status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        self.child.wait().expect("wait for the gofer")
+    }
+
     /// Whether the process is still running.
     pub fn is_alive(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -160,6 +178,18 @@ impl Gofer {
         assert_eq!(names, ["secret"], "something was created outside the root");
         let secret = fs::read(out.join("secret")).expect("canary file");
         assert_eq!(secret, b"canary", "the canary file was changed");
+    }
+}
+
+/// The serving process of a gofer started as `pid`: its only child if it has one (the
+/// sandbox's PID-namespace init), else `pid` itself.
+pub fn serving_pid(pid: u32) -> u32 {
+    let children =
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    let mut children = children.split_whitespace().filter_map(|c| c.parse().ok());
+    match (children.next(), children.next()) {
+        (Some(child), None) => child,
+        _ => pid,
     }
 }
 

@@ -9,7 +9,7 @@
 pub mod conformance;
 mod gofer;
 
-pub use gofer::Gofer;
+pub use gofer::{serving_pid, Gofer};
 
 /// The errno of a call that must fail; panics (failing the test) if it succeeded.
 pub fn errno<T: std::fmt::Debug>(

@@ -213,7 +213,7 @@ fn an_oversized_request_is_eio_and_the_connection_continues() {
 #[test]
 fn a_4_gib_length_is_a_clean_close_without_allocation() {
     let mut gofer = Gofer::start(GOFER, &[]);
-    let before = vm_rss_kib(gofer.pid());
+    let before = vm_rss_kib(gofer.server_pid());
     let mut raw = Raw::mount(&gofer);
     let header = encode(&SocketHeader {
         payload_len: u32::MAX,
@@ -226,7 +226,7 @@ fn a_4_gib_length_is_a_clean_close_without_allocation() {
         raw.sock.recv(MAX_MESSAGE_SIZE, 0),
         Err(SocketError::Closed)
     ));
-    let after = vm_rss_kib(gofer.pid());
+    let after = vm_rss_kib(gofer.server_pid());
     assert!(
         after < before + 16 * 1024,
         "RSS grew from {before} KiB to {after} KiB"

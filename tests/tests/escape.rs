@@ -135,10 +135,14 @@ impl Drop for TmpfsMount {
     }
 }
 
+/// A mount inside the share when the gofer starts is part of what it serves, but walking
+/// onto it is refused (EXDEV) unless `--allow-submounts`.
 #[test]
 fn mounts_inside_the_root_are_not_crossed_by_default() {
-    let gofer = Gofer::start(GOFER, &[]);
-    let _mount = TmpfsMount::new(gofer.root().join("mnt"));
+    let mut mount = None;
+    let gofer = Gofer::start_after(GOFER, &[], |root| {
+        mount = Some(TmpfsMount::new(root.join("mnt")));
+    });
     let client = gofer.client();
     assert_eq!(errno(client.root().walk(&["mnt"])), Errno::EXDEV);
     assert_eq!(
@@ -149,11 +153,29 @@ fn mounts_inside_the_root_are_not_crossed_by_default() {
 
 #[test]
 fn mounts_are_crossed_with_allow_submounts() {
-    let gofer = Gofer::start(GOFER, &["--allow-submounts"]);
-    let _mount = TmpfsMount::new(gofer.root().join("mnt"));
+    let mut mount = None;
+    let gofer = Gofer::start_after(GOFER, &["--allow-submounts"], |root| {
+        mount = Some(TmpfsMount::new(root.join("mnt")));
+    });
     let client = gofer.client();
     let (status, inodes) = client.root().walk(&["mnt", "inside-mount"]).unwrap();
     assert_eq!((status, inodes.len()), (WalkStatus::Success, 2));
+}
+
+/// A mount the host makes inside the share after start is never reached: the gofer
+/// serves its own clone of the mount tree taken at start, which sees later host mounts
+/// only where the host's mounts propagate (not here), and then refuses to cross them.
+#[test]
+fn mounts_made_after_start_are_not_reached() {
+    for sandbox in ["namespace", "none"] {
+        let gofer = Gofer::start(GOFER, &["--sandbox", sandbox]);
+        let _mount = TmpfsMount::new(gofer.root().join("mnt"));
+        let client = gofer.client();
+        match client.root().walk(&["mnt", "inside-mount"]) {
+            Err(err) => assert_eq!(err.errno(), Errno::EXDEV),
+            Ok((status, _)) => assert_eq!(status, WalkStatus::ComponentDoesNotExist),
+        }
+    }
 }
 
 /// The race of security.md #1: a host process swaps a directory inside the root with a

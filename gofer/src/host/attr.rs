@@ -30,9 +30,7 @@ impl Failures {
 /// Applies `req.mask` attribute by attribute, in the order MODE, SIZE, times, owner; one
 /// failing attribute does not stop the others (SPEC.md §7.6).
 pub(super) fn set_stat(b: &HostBackend, file: &HostFile, req: &SetStatReq) -> BResult<SetStatResp> {
-    if file.kind() == FileKind::Directory {
-        b.resolver.ensure_beneath(file)?;
-    }
+    b.resolver.ensure_beneath(file)?;
     let mut failures = Failures::default();
     if req.mask & SetStatReq::MODE != 0 {
         failures.record(SetStatReq::MODE, set_mode(b, file, req.mode));

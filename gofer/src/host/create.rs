@@ -220,6 +220,7 @@ pub(super) fn link(
         return Err(Errno::EPERM);
     }
     b.resolver.ensure_beneath(dir)?;
+    b.resolver.ensure_beneath(target)?;
     let name = name.as_bytes();
     let source = Resolver::proc_name(target.as_fd());
     rustix::fs::linkat(

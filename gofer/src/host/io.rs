@@ -46,6 +46,9 @@ pub(super) fn open(
     } else {
         OFlags::empty()
     };
+    if writable || flags.truncate {
+        b.resolver.ensure_beneath(file)?;
+    }
     match file.kind() {
         FileKind::Directory => {
             let fd = b.resolver.reopen(file, OFlags::RDONLY)?;

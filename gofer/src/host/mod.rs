@@ -28,6 +28,7 @@ use rustix::fs::{Mode, OFlags};
 
 pub use file::{FileKind, HostFile, HostOpen, HostSocket};
 use resolve::Resolver;
+pub use resolve::ShareMount;
 
 /// Operator policy for a [`HostBackend`] (SPEC.md §7.11). The default is the strictest.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -128,15 +129,28 @@ impl HostBackend {
     /// (as gVisor's gofer does). Fails if `root` is unusable, if procfs is not available, or
     /// if the kernel lacks `openat2` (Linux ≥ 5.6).
     pub fn new(root: &Path, options: HostOptions) -> std::io::Result<Self> {
-        rustix::process::umask(Mode::empty());
         // The operator's path is trusted and may contain symlinks; it is resolved once.
         let fd = rustix::fs::open(
             root,
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        let (root, _) = HostFile::from_opath(fd).map_err(std::io::Error::from)?;
-        let resolver = Resolver::new(&root, options.allow_submounts)?;
+        Self::with_root(fd, ShareMount::Plain, options)
+    }
+
+    /// Serves the directory `root` is an FD of (an `O_PATH` FD will do), opened as `mount`
+    /// says; otherwise as [`HostBackend::new`].
+    pub fn with_root(
+        root: OwnedFd,
+        mount: ShareMount,
+        options: HostOptions,
+    ) -> std::io::Result<Self> {
+        rustix::process::umask(Mode::empty());
+        let (root, _) = HostFile::from_opath(root).map_err(std::io::Error::from)?;
+        if root.kind() != FileKind::Directory {
+            return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
+        }
+        let resolver = Resolver::new(&root, mount, options.allow_submounts)?;
         let can_chown = rustix::thread::capabilities(None)
             .map(|caps| {
                 caps.effective
@@ -149,6 +163,18 @@ impl HostBackend {
             options,
             can_chown,
         })
+    }
+
+    /// Makes the process's working directory its `/proc/self/fd` handle, through which
+    /// host Unix sockets are then named: for a gofer whose root is the share, where `/proc`
+    /// cannot be reached by path. Process-wide; for the `gofer` program's start-up.
+    pub fn name_sockets_from_cwd(&self) -> std::io::Result<()> {
+        self.resolver.name_sockets_from_cwd()
+    }
+
+    /// The served root (an `O_PATH` FD).
+    pub fn root_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.root.as_fd()
     }
 
     /// The policy in force.

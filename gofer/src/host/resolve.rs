@@ -3,16 +3,18 @@
 //! * A lookup is always one component relative to a held directory FD, with
 //!   `openat2(dir, name, O_PATH | O_NOFOLLOW | O_CLOEXEC, RESOLVE_BENEATH |
 //!   RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS [| RESOLVE_NO_XDEV])`. A symlink as the
-//!   component yields an FD of the symlink itself; nothing is ever followed.
+//!   component yields an FD of the symlink itself; nothing is ever followed. Where
+//!   submounts are allowed, a pseudo-filesystem (procfs, sysfs, ...) is still refused.
 //! * Reopening an `O_PATH` FD with real access goes through the validated `/proc/self/fd`
 //!   handle (`openat(proc_self_fd, "<n>", ...)`): the magic link names the pinned inode, so
 //!   no attacker-controlled path is resolved. Symlinks are never reopened.
 //! * Exclusive creation of regular files uses `openat(O_CREAT | O_EXCL | O_NOFOLLOW)`
 //!   relative to the held directory, which never follows a symlink.
-//! * The containment check walks `..` from a directory FD to the served root.
-
+//! * The containment check ([`Resolver::ensure_beneath`]) asks the kernel whether a held
+//!   file is still inside the share (see there).
 use std::ffi::CString;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use lisafs_protocol::wire::{Errno, Statx};
 use lisafs_server::BResult;
@@ -21,23 +23,65 @@ use rustix::path::DecInt;
 
 use super::file::{stat_fd, FileId, FileKind, HostFile};
 
-/// Longest `..` chain the containment check follows before giving up (a path of 4096
-/// bytes has at most 2048 components).
-const MAX_DEPTH: usize = 4096;
+/// Whether Unix socket addresses name `/proc/self/fd` entries relative to the working
+/// directory (which is then that directory) instead of by absolute path; see
+/// [`Resolver::name_sockets_from_cwd`].
+static SOCKETS_FROM_CWD: AtomicBool = AtomicBool::new(false);
+
+/// `statfs` magic numbers of pseudo-filesystems the gofer never enters, even with
+/// submounts allowed: they expose the kernel or other processes, not files.
+const PSEUDO_FILESYSTEMS: [rustix::fs::FsWord; 15] = [
+    0x9fa0,      // proc
+    0x6265_6572, // sysfs
+    0x6462_6720, // debugfs
+    0x7472_6163, // tracefs
+    0x7363_6673, // securityfs
+    0xcafe_4a11, // bpf
+    0x0027_e0eb, // cgroup
+    0x6367_7270, // cgroup2
+    0x6265_6570, // configfs
+    0xf97c_ff8c, // selinuxfs
+    0xde5e_81e4, // efivarfs
+    0x4249_4e4d, // binfmt_misc
+    0x6573_5546, // fusectl
+    0x6165_676c, // pstore
+    0x1cd1,      // devpts
+];
+
+/// How the served root was opened, which decides how containment is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShareMount {
+    /// The root of a bind mount of the share (`gofer`: a detached clone): the kernel
+    /// refuses `..` from a directory moved outside the mount's root.
+    Detached,
+    /// A plain directory FD on the host's mount: containment is checked by climbing `..`.
+    Plain,
+}
 
 /// Per-backend resolution state: the `/proc/self/fd` handle, the `openat2` flags and the
-/// identity of the served root.
+/// identity and path of the served root.
 #[derive(Debug)]
 pub(crate) struct Resolver {
     proc_self_fd: BorrowedFd<'static>,
     resolve: ResolveFlags,
     root: FileId,
+    /// A second handle on the root, to resolve paths from it.
+    root_fd: OwnedFd,
+    /// What `/proc/self/fd` shows for the root: "/" for a detached mount, the host path
+    /// otherwise. A file's path there is this plus its path inside the share.
+    root_path: Vec<u8>,
+    mount: ShareMount,
+    allow_submounts: bool,
 }
 
 impl Resolver {
     /// Validates procfs and probes `openat2` on `root` (which refuses to start on kernels
     /// without it: fail closed rather than fall back to a weaker walk).
-    pub(crate) fn new(root: &HostFile, allow_submounts: bool) -> std::io::Result<Self> {
+    pub(crate) fn new(
+        root: &HostFile,
+        mount: ShareMount,
+        allow_submounts: bool,
+    ) -> std::io::Result<Self> {
         let proc_self_fd = rustix_linux_procfs::proc_self_fd()?;
         let mut resolve =
             ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
@@ -61,10 +105,15 @@ impl Resolver {
             }
             Err(err) => return Err(err.into()),
         }
+        let root_path = proc_link(proc_self_fd, root.as_fd()).map_err(std::io::Error::from)?;
         Ok(Self {
             proc_self_fd,
             resolve,
             root: root.id(),
+            root_fd: rustix::io::fcntl_dupfd_cloexec(root, 0)?,
+            root_path,
+            mount,
+            allow_submounts,
         })
     }
 
@@ -72,13 +121,16 @@ impl Resolver {
     /// FD. `name` is a validated single component.
     pub(crate) fn lookup(&self, dir: &HostFile, name: &[u8]) -> BResult<OwnedFd> {
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        Ok(rustix::fs::openat2(
-            dir,
-            name,
-            flags,
-            Mode::empty(),
-            self.resolve,
-        )?)
+        let fd = rustix::fs::openat2(dir, name, flags, Mode::empty(), self.resolve)?;
+        // Without NO_XDEV the step may have entered another mount: never a pseudo-fs.
+        if self.allow_submounts {
+            let kind = rustix::fs::fstatfs(&fd)?.f_type;
+            if PSEUDO_FILESYSTEMS.contains(&kind) {
+                tracing::warn!(magic = kind, "refused a walk into a pseudo-filesystem");
+                return Err(Errno::EXDEV);
+            }
+        }
+        Ok(fd)
     }
 
     /// [`Resolver::lookup`] plus the type policy: the child's handle and attributes.
@@ -151,12 +203,26 @@ impl Resolver {
         Self::proc_name(fd).as_c_str().to_owned()
     }
 
-    /// `/proc/self/fd/<fd>` followed by `/name` if given: a socket address for the inode of
-    /// `fd` (or for `name` in directory `fd`). Unix socket addresses are paths; Linux has no
-    /// `connectat`, so the magic link is the only way to name a pinned inode. Longer than
-    /// `sun_path` allows (108 bytes with the NUL) → `EINVAL`.
+    /// Makes the working directory the validated `/proc/self/fd` handle and names socket
+    /// addresses relative to it from now on, for a process whose root is the share (so no
+    /// `/proc` is reachable by path). Process-wide: the gofer calls it once at start-up
+    /// and uses no other relative path.
+    pub(crate) fn name_sockets_from_cwd(&self) -> std::io::Result<()> {
+        rustix::process::fchdir(self.proc_self_fd)?;
+        SOCKETS_FROM_CWD.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// `/proc/self/fd/<fd>` (or just `<fd>` after [`Resolver::name_sockets_from_cwd`])
+    /// followed by `/name` if given: a socket address for the inode of `fd` (or for `name`
+    /// in directory `fd`). Unix socket addresses are paths; Linux has no `connectat`, so
+    /// the magic link is the only way to name a pinned inode. Longer than `sun_path` allows
+    /// (108 bytes with the NUL) → `EINVAL`.
     pub(crate) fn socket_path(fd: BorrowedFd<'_>, name: Option<&[u8]>) -> BResult<Vec<u8>> {
-        let mut path = b"/proc/self/fd/".to_vec();
+        let mut path = match SOCKETS_FROM_CWD.load(Ordering::Relaxed) {
+            true => Vec::new(),
+            false => b"/proc/self/fd/".to_vec(),
+        };
         path.extend_from_slice(Self::proc_name(fd).as_bytes());
         if let Some(name) = name {
             path.push(b'/');
@@ -168,39 +234,116 @@ impl Resolver {
         Ok(path)
     }
 
-    /// Fails with `EXDEV` unless the directory `dir` is still the served root or below it.
+    /// Fails with `EXDEV` unless `file` is still the served root or inside it.
     ///
-    /// A host process may move a directory the client holds out of the share; the held FD
-    /// would follow it. Mutating operations call this first: it climbs `..` from `dir`
-    /// until it meets the root's inode (inside) or the top of the namespace (outside). A
-    /// rename racing with the check is not detected (SPEC.md §12).
-    pub(crate) fn ensure_beneath(&self, dir: &HostFile) -> BResult<()> {
-        if dir.id() == self.root {
+    /// A host process may move a file or directory the client holds out of the share; the
+    /// held FD follows it. Mutating operations (and opens for writing) call this first.
+    /// A file no name reaches any more (unlinked) passes: nothing outside can be harmed
+    /// through it. The answer comes from the kernel in a fixed number of system calls,
+    /// whatever the depth:
+    ///
+    /// * A directory of a detached share: `..` from it. The kernel refuses (`ENOENT`) to
+    ///   step from a directory that is no longer below the bind mount's root.
+    /// * Any other file: the path `/proc/self/fd` shows for it (which begins with the
+    ///   root's own path while it is inside) is resolved again beneath the root, as a walk
+    ///   would, and must reach the same inode. An inode also reachable inside the share
+    ///   passes. Deeper than `PATH_MAX` the kernel cannot name it: `ENAMETOOLONG`.
+    ///
+    /// A rename racing with the check is not detected (SPEC.md §12).
+    pub(crate) fn ensure_beneath(&self, file: &HostFile) -> BResult<()> {
+        if file.id() == self.root {
             return Ok(());
         }
+        let inside = match (file.kind(), self.mount) {
+            (FileKind::Directory, ShareMount::Detached) => self.parent_connected(file)?,
+            (FileKind::Directory, ShareMount::Plain) => self.climbs_to_root(file)?,
+            _ => self.resolves_from_root(file)?,
+        };
+        if inside || stat_fd(file.as_fd())?.nlink == 0 {
+            return Ok(());
+        }
+        tracing::warn!("a file held by a client is no longer beneath the served root");
+        Err(Errno::EXDEV)
+    }
+
+    /// Whether `..` of the directory `dir` of a detached share can be opened.
+    fn parent_connected(&self, dir: &HostFile) -> BResult<bool> {
+        let up = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat(dir, c"..", up, Mode::empty()) {
+            Ok(_) => Ok(true),
+            Err(rustix::io::Errno::NOENT) => Ok(false),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Whether climbing `..` from `dir` meets the root before the top of the namespace.
+    fn climbs_to_root(&self, dir: &HostFile) -> BResult<bool> {
         let up = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         let mut current = match rustix::fs::openat(dir, c"..", up, Mode::empty()) {
             Ok(parent) => parent,
-            // A removed directory has no "..": it is reachable by no one, and what may be
-            // done to it (SetStat on a deleted node) cannot reach outside the share.
-            Err(rustix::io::Errno::NOENT) if stat_fd(dir.as_fd())?.nlink == 0 => return Ok(()),
+            Err(rustix::io::Errno::NOENT) => return Ok(false),
             Err(err) => return Err(err.into()),
         };
         let mut current_id = FileId::of(&stat_fd(current.as_fd())?);
-        for _ in 0..MAX_DEPTH {
+        loop {
             if current_id == self.root {
-                return Ok(());
+                return Ok(true);
             }
             let parent = rustix::fs::openat(&current, c"..", up, Mode::empty())?;
             let parent_id = FileId::of(&stat_fd(parent.as_fd())?);
             if parent_id == current_id {
                 // The top of the mount namespace, and the root was not on the way.
-                break;
+                return Ok(false);
             }
             current = parent;
             current_id = parent_id;
         }
-        tracing::warn!("a directory held by a client is no longer beneath the served root");
-        Err(Errno::EXDEV)
+    }
+
+    /// Whether the path the kernel shows for `file` leads from the root to the same inode.
+    fn resolves_from_root(&self, file: &HostFile) -> BResult<bool> {
+        let path = proc_link(self.proc_self_fd, file.as_fd())?;
+        let Some(relative) = strip_dir_prefix(&path, &self.root_path) else {
+            return Ok(false);
+        };
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat2(&self.root_fd, relative, flags, Mode::empty(), self.resolve) {
+            Ok(found) => Ok(FileId::of(&stat_fd(found.as_fd())?) == file.id()),
+            Err(rustix::io::Errno::NAMETOOLONG) => Err(Errno::ENAMETOOLONG),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+/// What `/proc/self/fd/<fd>` shows: the path of the file `fd` holds, as the kernel sees it
+/// from this process's root.
+fn proc_link(proc_self_fd: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> BResult<Vec<u8>> {
+    let link = rustix::fs::readlinkat(proc_self_fd, Resolver::proc_name(fd), Vec::new())?;
+    Ok(link.into_bytes())
+}
+
+/// `path` relative to the directory `dir` (both absolute), if it is inside it; "." for
+/// `dir` itself.
+fn strip_dir_prefix<'p>(path: &'p [u8], dir: &[u8]) -> Option<&'p [u8]> {
+    let rest = path.strip_prefix(dir)?;
+    let rest = match dir.ends_with(b"/") {
+        true => rest,
+        false if rest.is_empty() => return Some(b"."),
+        false => rest.strip_prefix(b"/")?,
+    };
+    Some(if rest.is_empty() { b"." } else { rest })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_dir_prefix;
+
+    #[test]
+    fn strip_dir_prefix_takes_whole_components() {
+        assert_eq!(strip_dir_prefix(b"/a/f", b"/"), Some(&b"a/f"[..]));
+        assert_eq!(strip_dir_prefix(b"/srv/x/f", b"/srv/x"), Some(&b"f"[..]));
+        assert_eq!(strip_dir_prefix(b"/srv/x", b"/srv/x"), Some(&b"."[..]));
+        assert_eq!(strip_dir_prefix(b"/srv/xy/f", b"/srv/x"), None);
+        assert_eq!(strip_dir_prefix(b"/out/f", b"/srv/x"), None);
     }
 }

@@ -97,6 +97,8 @@ pub(super) fn connect(
     if !b.options.uds_connect {
         return Err(Errno::EPERM);
     }
+    // A socket moved out of the share is a host socket the client must not reach.
+    b.resolver.ensure_beneath(file)?;
     let kind = socket_type(sock_type)?;
     let addr = SocketAddrUnix::new(Resolver::socket_path(file.as_fd(), None)?)?;
     let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;

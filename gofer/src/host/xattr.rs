@@ -22,7 +22,7 @@ use lisafs_protocol::wire::Errno;
 use lisafs_server::BResult;
 use rustix::fs::XattrFlags;
 
-use super::file::{FileKind, HostFile};
+use super::file::HostFile;
 use super::resolve::Resolver;
 use super::{HostBackend, XattrPolicy};
 use crate::sys;
@@ -117,9 +117,7 @@ pub(super) fn set(
     flags: u32,
 ) -> BResult<()> {
     let name = checked_name(b, name)?;
-    if file.kind() == FileKind::Directory {
-        b.resolver.ensure_beneath(file)?;
-    }
+    b.resolver.ensure_beneath(file)?;
     let proc_fd = b.resolver.proc_self_fd();
     call(file, |target| match target {
         Target::ProcEntry(entry) => sys::setxattrat(proc_fd, entry, &name, value, flags),
@@ -161,9 +159,7 @@ pub(super) fn list(b: &HostBackend, file: &HostFile, size: usize) -> BResult<Vec
 /// FRemoveXattr.
 pub(super) fn remove(b: &HostBackend, file: &HostFile, name: &[u8]) -> BResult<()> {
     let name = checked_name(b, name)?;
-    if file.kind() == FileKind::Directory {
-        b.resolver.ensure_beneath(file)?;
-    }
+    b.resolver.ensure_beneath(file)?;
     let proc_fd = b.resolver.proc_self_fd();
     call(file, |target| match target {
         Target::ProcEntry(entry) => sys::removexattrat(proc_fd, entry, &name),
