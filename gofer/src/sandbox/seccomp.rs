@@ -75,11 +75,15 @@ pub(crate) fn install(action: SeccompAction, features: Features) -> io::Result<(
 }
 
 /// Installs the smaller filter for the parent that stays outside the PID namespace: it
-/// only waits for the serving child, forwards termination signals to it, and exits with
-/// its status. It may wait either with plain `sigwait` (signals blocked, then
-/// `rt_sigtimedwait`, `kill`, `wait4`/`waitid`) or with `signal-hook`'s iterator set up
-/// before this call (its handler writes to a socket pair that the parent reads); both are
-/// in [`WAITER`]. Anything that starts a thread or opens a file is not.
+/// only waits for the serving child, forwards termination signals to it, and exits the way
+/// the child did. Call it once the parent has opened what it waits on (the child's pidfd,
+/// a signal pipe) and registered its handlers, right before its wait loop. Assumed shape
+/// of that loop, and what [`WAITER`] therefore allows: `ppoll` on a pidfd and on
+/// the read end of `signal-hook`'s self-pipe (whose handler `send`s to the write end), or
+/// plain `sigwait` (`rt_sigtimedwait`) on blocked signals; `kill` or `pidfd_send_signal`
+/// to the child; `wait4`/`waitid` to reap it; one log line to standard error; and dying of
+/// the child's signal (`rt_sigaction` back to the default, unblock, raise) or exiting.
+/// Starting a thread, opening a file or a socket, and everything else is refused.
 #[cfg_attr(
     not(test),
     expect(dead_code, reason = "called once the gofer forks into a PID namespace")
@@ -450,18 +454,21 @@ const UDS_CREATE: &[Allow] = &[
     allow!(SYS_listen),
 ];
 
-/// The parent that waits for the serving child: blocking and waiting for signals,
-/// forwarding them with `kill`, reaping the child, writing its log to standard error, and
-/// exiting. The reads, sends and closes are for `signal-hook`'s socket pair.
+/// The parent that waits for the serving child (see [`install_waiter`]).
 const WAITER: &[Allow] = &[
+    // Signals: handlers, masks, waiting for one, and raising the child's on itself.
     allow!(SYS_rt_sigaction),
     allow!(SYS_rt_sigprocmask),
     allow!(SYS_rt_sigreturn),
     allow!(SYS_rt_sigtimedwait),
     allow!(SYS_sigaltstack),
+    // The child: waiting on its pidfd, signalling it, reaping it.
+    allow!(SYS_ppoll),
     allow!(SYS_kill),
+    allow!(SYS_pidfd_send_signal),
     allow!(SYS_wait4),
     allow!(SYS_waitid),
+    // The self-pipe, the log line, and the memory and time those need.
     allow!(SYS_read),
     allow!(SYS_write),
     allow!(SYS_sendto),
@@ -473,6 +480,7 @@ const WAITER: &[Allow] = &[
     allow!(SYS_mremap),
     allow!(SYS_brk),
     allow!(SYS_madvise),
+    allow!(SYS_clock_gettime),
     allow!(SYS_getpid),
     allow!(SYS_gettid),
     allow!(SYS_tgkill),
