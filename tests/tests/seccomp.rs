@@ -10,24 +10,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use lisafs_tests::Gofer;
+use lisafs_tests::{serving_pid, Gofer};
 use rustix::process::Signal;
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 
 /// The gofer's self-test switch: one call outside the allowlist right after installing.
 const SELFTEST: &str = "LISAFS_GOFER_SECCOMP_SELFTEST";
-
-/// The process that serves: the started one, or its child if it forked one (a gofer
-/// that serves from a new PID namespace keeps a waiting parent).
-fn serving_pid(started: u32) -> u32 {
-    let children = fs::read_to_string(format!("/proc/{started}/task/{started}/children"))
-        .expect("the gofer's children");
-    children
-        .split_whitespace()
-        .next()
-        .map_or(started, |child| child.parse().expect("a PID"))
-}
 
 /// The value of `field` in `/proc/<pid>/status`.
 fn status_field(pid: u32, field: &str) -> String {
@@ -89,7 +78,7 @@ fn the_default_gofer_serves_under_no_new_privs_and_a_seccomp_filter() {
     // A mounted client proves set-up is over, so the filter is installed by now.
     let client = gofer.client();
     client.root().fstat().expect("stat the root");
-    let pid = serving_pid(gofer.pid());
+    let pid = gofer.server_pid();
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
     assert_eq!(status_field(pid, "Seccomp"), "2", "filter mode");
     let filters: u32 = status_field(pid, "Seccomp_filters")
@@ -141,5 +130,5 @@ fn seccomp_none_installs_no_filter() {
     let gofer = Gofer::start(GOFER, &["--seccomp", "none"]);
     let client = gofer.client();
     client.root().fstat().expect("stat the root");
-    assert_eq!(status_field(serving_pid(gofer.pid()), "Seccomp"), "0");
+    assert_eq!(status_field(gofer.server_pid(), "Seccomp"), "0");
 }
