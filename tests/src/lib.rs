@@ -6,6 +6,7 @@
 //! files in `tests/` drive both. Wire-level and framing tests live with the protocol
 //! crate.
 
+pub mod attacks;
 pub mod conformance;
 mod gofer;
 
