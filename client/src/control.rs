@@ -148,8 +148,9 @@ impl ControlFd {
         Ok(self.inode(resp.child))
     }
 
-    /// MknodAt: creates the node `name`; `mode` includes the file type bits. lisafs-rs
-    /// servers (like gVisor's) allow only regular files and the 0:0 character device.
+    /// MknodAt: creates the node `name`; `mode` includes the file type bits. Servers allow
+    /// regular files and the 0:0 character device; lisafs-rs gofers also the special
+    /// files their operator enabled (`gofer --mknod`).
     pub fn mknod_at(
         &self,
         name: impl AsRef<[u8]>,

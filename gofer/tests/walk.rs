@@ -1,5 +1,5 @@
 //! Walking: one component at a time, never following a host symlink, never leaving the
-//! root, refusing block devices and (by default) other mounts.
+//! root, serving devices as inert nodes and refusing (by default) other mounts.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -91,7 +91,7 @@ fn a_directory_swapped_for_a_symlink_stops_the_walk() {
 }
 
 #[test]
-fn block_devices_are_refused_and_character_devices_are_walkable() {
+fn devices_are_walkable_but_never_opened() {
     let fx = Fixture::new();
     let dir = rustix::fs::open(fx.dir.path(), rustix::fs::OFlags::PATH, Mode::empty()).unwrap();
     let loop0 = rustix::fs::makedev(7, 0);
@@ -112,7 +112,12 @@ fn block_devices_are_refused_and_character_devices_are_walkable() {
         null,
     )
     .unwrap();
-    assert_eq!(errno(fx.walk(&fx.root, "blk")), Errno::EPERM);
+    let blk = fx.walk(&fx.root, "blk").unwrap();
+    assert_eq!(blk.file.kind(), FileKind::BlockDevice);
+    assert_eq!((blk.stat.rdev_major, blk.stat.rdev_minor), (7, 0));
+    for flags in [RDONLY, RDWR] {
+        assert_eq!(errno(fx.backend.open(&blk.file, flags)), Errno::EPERM);
+    }
     let null = fx.walk(&fx.root, "null").unwrap();
     assert_eq!(null.file.kind(), FileKind::CharDevice);
     assert_eq!((null.stat.rdev_major, null.stat.rdev_minor), (1, 3));

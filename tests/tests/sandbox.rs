@@ -67,6 +67,13 @@ fn default_gofer_is_confined() {
     assert_eq!(caps(pid, "CapAmb"), 0);
     assert_eq!(status_field(pid, "Groups"), "");
     assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    // The parent that only waits keeps nothing.
+    let parent = gofer.pid();
+    for field in ["CapBnd", "CapEff", "CapPrm"] {
+        assert_eq!(caps(parent, field), 0, "parent {field}");
+    }
+    assert_eq!(status_field(parent, "Seccomp"), "2");
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let core = limits
         .lines()
@@ -296,4 +303,55 @@ fn max_fds_that_cannot_fit_is_refused_at_start() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--max-fds 100000000"), "{stderr}");
+}
+
+/// Started without privileges, the gofer confines itself all the same, as root of a user
+/// namespace of its own; what it creates belongs to the user who started it.
+#[test]
+fn an_unprivileged_gofer_confines_itself_in_a_user_namespace() {
+    use std::os::unix::process::CommandExt;
+    const NOBODY: u32 = 65_534;
+    let dir = tempfile::Builder::new()
+        .prefix("lt")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    for path in [dir.path(), root.as_path()] {
+        fs::set_permissions(path, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let socket = dir.path().join("s");
+    let mut child = Command::new(GOFER)
+        .arg("--root")
+        .arg(&root)
+        .arg("--socket")
+        .arg(&socket)
+        .args(["--log-level", "warn"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let client = loop {
+        if let Ok(client) = Client::connect(&socket) {
+            break client;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the gofer exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gofer did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let pid = lisafs_tests::serving_pid(child.id());
+    let theirs = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
+    assert_ne!(theirs, fs::read_link("/proc/self/ns/user").unwrap());
+    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    client
+        .root()
+        .open_create_at("f", O_RDWR, 0o644, Owner::UNSET)
+        .unwrap();
+    assert_eq!(fs::metadata(root.join("f")).unwrap().uid(), NOBODY);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -16,7 +16,7 @@ use lisafs_server::{BResult, Create, Name, Node, OpenFlags, Opened};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use super::creds;
-use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFCHR, S_IFMT, S_IFREG};
+use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFBLK, S_IFCHR, S_IFMT, S_IFREG};
 use super::io::{access_flags, donate};
 use super::resolve::Resolver;
 use super::HostBackend;
@@ -123,11 +123,10 @@ pub(super) fn mkdir(
 }
 
 /// MknodAt: regular files and the 0:0 character device (an overlay whiteout) always;
-/// FIFOs, sockets and character devices only of the kinds the operator's `--mknod` allows
-/// (`EPERM` otherwise). What is created stays inert for the gofer: OpenAt's special-file
-/// policy still decides whether it can be opened (devices never are). Block devices are
-/// never served (a control FD cannot hold one), so there would be no node to return:
-/// `EPERM` even with `--mknod block`, before anything is created.
+/// FIFOs, sockets, character and block devices only of the kinds the operator's `--mknod`
+/// allows (`EPERM` otherwise). What is created stays inert for the gofer: OpenAt's
+/// special-file policy still decides whether it can be opened (devices never are, and the
+/// share is mounted `nodev`).
 pub(super) fn mknod(
     b: &HostBackend,
     dir: &HostFile,
@@ -144,6 +143,7 @@ pub(super) fn mknod(
         S_IFCHR if whiteout || kinds.char => {
             Some((FileType::CharacterDevice, FileKind::CharDevice))
         }
+        S_IFBLK if kinds.block => Some((FileType::BlockDevice, FileKind::BlockDevice)),
         S_IFIFO if kinds.fifo => Some((FileType::Fifo, FileKind::Fifo)),
         S_IFSOCK if kinds.socket => Some((FileType::Socket, FileKind::Socket)),
         _ => return Err(Errno::EPERM),
@@ -154,7 +154,7 @@ pub(super) fn mknod(
     let (file, stat, undo) = match special {
         Some((node_type, kind)) => {
             let dev = match kind {
-                FileKind::CharDevice => rustix::fs::makedev(major, minor),
+                FileKind::CharDevice | FileKind::BlockDevice => rustix::fs::makedev(major, minor),
                 _ => 0,
             };
             creds::create_as(attrs.uid, attrs.gid, || {

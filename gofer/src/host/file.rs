@@ -7,8 +7,9 @@ use lisafs_server::BResult;
 use parking_lot::Mutex;
 use rustix::fs::{AtFlags, StatxFlags};
 
-/// The kinds of file the gofer serves. Block devices (and anything unknown) are refused
-/// with `EPERM` when reached, so they never get a [`HostFile`].
+/// The kinds of file the gofer serves. Devices are served as inert nodes (stat, owner,
+/// mode, links, names) and never opened; anything unknown is refused with `EPERM` when
+/// reached, so it never gets a [`HostFile`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileKind {
     /// A regular file.
@@ -23,15 +24,16 @@ pub enum FileKind {
     Fifo,
     /// A character device.
     CharDevice,
+    /// A block device.
+    BlockDevice,
 }
 
 pub(crate) use lisafs_protocol::wire::{
-    S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+    S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
 };
 
 impl FileKind {
-    /// The kind of a file with `mode`, or `EPERM` for a type the policy refuses (block
-    /// devices, unknown types).
+    /// The kind of a file with `mode`, or `EPERM` for an unknown type.
     pub fn from_mode(mode: u16) -> BResult<Self> {
         match mode & S_IFMT {
             S_IFREG => Ok(Self::Regular),
@@ -40,6 +42,7 @@ impl FileKind {
             S_IFSOCK => Ok(Self::Socket),
             S_IFIFO => Ok(Self::Fifo),
             S_IFCHR => Ok(Self::CharDevice),
+            S_IFBLK => Ok(Self::BlockDevice),
             _ => Err(Errno::EPERM),
         }
     }

@@ -82,7 +82,9 @@ pub(super) fn open(
             })
         }
         FileKind::Symlink => Err(Errno::EINVAL),
-        FileKind::Fifo | FileKind::Socket | FileKind::CharDevice => Err(Errno::EPERM),
+        FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice => {
+            Err(Errno::EPERM)
+        }
     }
 }
 

@@ -16,11 +16,16 @@ use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags, UnmountFl
 use rustix::process::{Pid, Signal, WaitOptions};
 use rustix::thread::UnshareFlags;
 
+use rustix::thread::CapabilitySet;
+
+use super::{privileges, seccomp};
+use crate::config::SeccompAction;
 use crate::sys::{self, Forked};
 
 /// Unshares the namespaces and forks. Returns in the child only; the parent waits for the
-/// child and exits with its status. Must be called while the process has one thread.
-pub(crate) fn enter() -> io::Result<()> {
+/// child and exits with its status, itself without capabilities and under the small
+/// seccomp filter for waiting (`seccomp`). Must be called while the process has one thread.
+pub(crate) fn enter(seccomp: SeccompAction) -> io::Result<()> {
     let mut flags = UnshareFlags::NEWNS
         | UnshareFlags::NEWPID
         | UnshareFlags::NEWIPC
@@ -46,7 +51,7 @@ pub(crate) fn enter() -> io::Result<()> {
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
             Ok(())
         }
-        Forked::Parent(child) => wait_for(child),
+        Forked::Parent(child) => wait_for(child, seccomp),
     }
 }
 
@@ -68,9 +73,9 @@ const FORWARDED: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SI
 /// way the child did so that callers see the gofer's real status. It cannot start threads
 /// (its PID namespace for children differs from its own), so it polls the child's pidfd
 /// and a pipe the signal handlers write to.
-fn wait_for(child: Pid) -> ! {
+fn wait_for(child: Pid, seccomp: SeccompAction) -> ! {
     sys::close_fds_from(3);
-    let status = match watch(child) {
+    let status = match watch(child, seccomp) {
         Ok(status) => status,
         Err(err) => {
             tracing::error!("cannot wait for the gofer: {err}");
@@ -89,13 +94,15 @@ fn wait_for(child: Pid) -> ! {
 /// Waits for `child` to end, killing it on a [`FORWARDED`] signal. Returns the signal to
 /// end with, if any (the one received, or the one that killed the child); exits with the
 /// child's exit code otherwise.
-fn watch(child: Pid) -> io::Result<Option<i32>> {
+fn watch(child: Pid, seccomp: SeccompAction) -> io::Result<Option<i32>> {
     use rustix::event::{poll, PollFd, PollFlags};
     let (signals_read, signals_write) = std::os::unix::net::UnixStream::pair()?;
     for signal in FORWARDED {
         signal_hook::low_level::pipe::register(signal, signals_write.try_clone()?)?;
     }
     let pidfd = rustix::process::pidfd_open(child, rustix::process::PidfdFlags::empty())?;
+    privileges::restrict(CapabilitySet::empty())?;
+    seccomp::install_waiter(seccomp)?;
     let mut received = None;
     loop {
         let mut fds = [

@@ -336,6 +336,8 @@ mod check {
             c(libc::F_ADD_SEALS),
         ],
     );
+    /// `fcntl` in the waiter: only `F_GETFD`.
+    pub(super) const GETFD: Args = Args::OneOf(1, &[c(libc::F_GETFD)]);
     /// The `*at` calls' directory FD (argument 0): never `AT_FDCWD`.
     pub(super) const DIRFD: Args = Args::Fds(&[0]);
     /// `prctl`: naming threads only.
@@ -472,6 +474,8 @@ const WAITER: &[Allow] = &[
     allow!(SYS_sendto),
     allow!(SYS_recvfrom),
     allow!(SYS_close),
+    // Debug builds of Rust's `OwnedFd` check that an FD is open before closing it.
+    allow!(SYS_fcntl, check::GETFD),
     allow!(SYS_futex),
     allow!(SYS_mmap, check::NO_EXEC),
     allow!(SYS_munmap),

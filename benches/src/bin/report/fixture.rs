@@ -127,15 +127,17 @@ pub(crate) struct Gofer {
 }
 
 impl Gofer {
-    /// Starts `binary` and waits until it accepts connections.
+    /// Starts `binary` with `extra` flags and waits until it accepts connections.
     /// `spin_us` is passed as `--spin-us` when given.
     pub(crate) fn start(
         binary: &Path,
         root: &Path,
         socket: PathBuf,
         spin_us: Option<u64>,
+        extra: &[&str],
     ) -> Result<Self, String> {
         let mut command = Command::new(binary);
+        command.args(extra);
         if let Some(us) = spin_us {
             command.arg("--spin-us").arg(us.to_string());
         }
@@ -162,8 +164,17 @@ impl Gofer {
         Ok(gofer)
     }
 
+    /// The process that serves: the started one, or with the default sandbox the child it
+    /// forked into new namespaces (its only child).
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        let pid = self.child.id();
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        children
+            .split_whitespace()
+            .next()
+            .and_then(|child| child.parse().ok())
+            .unwrap_or(pid)
     }
 
     pub(crate) fn socket(&self) -> &Path {

@@ -13,6 +13,7 @@
 //! threads sharing one client. Tables go to standard output, progress to standard error.
 //! It never fails on a number: there are no thresholds here, only measurements.
 
+mod confinement;
 mod cpu;
 mod fixture;
 mod floors;
@@ -84,7 +85,7 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: report [--secs S] [--gofer PATH] [--only KEY,...] [--spin-us N]\n\
-                     KEY: floors fstat walkstat open pwrite getdents mkdir pread threads\n\
+                     KEY: floors fstat walkstat open pwrite getdents mkdir pread threads sandbox\n\
                      Measures lisafs against native syscalls; see benches/README.md."
                         .into(),
                 )
@@ -152,6 +153,7 @@ fn report(args: &Args) -> Result<(), BoxError> {
         &root,
         scratch.path().join("gofer.sock"),
         args.spin_us,
+        &[],
     )?;
     let spin = args
         .spin_us
@@ -247,6 +249,18 @@ fn report(args: &Args) -> Result<(), BoxError> {
     drop(over_four);
     drop(four);
 
+    let confinement = match args.wants("sandbox") {
+        true => confinement::measure(
+            &gofer_bin,
+            &root,
+            scratch.path(),
+            args.spin_us,
+            defaults,
+            &budget,
+        )?,
+        false => Vec::new(),
+    };
+
     let context = Context {
         scratch: scratch.describe(),
         secs: args.secs,
@@ -257,11 +271,15 @@ fn report(args: &Args) -> Result<(), BoxError> {
         load: (load_before, loadavg()),
         others: cpu::others_percent(first, cpu::sample(pid)),
     };
-    print!("{}", render(&context, &floors, &rows, &throughput));
+    let mut out = render(&context, &floors, &rows, &throughput);
+    if !confinement.is_empty() {
+        confinement::render(&mut out, &confinement);
+    }
+    print!("{out}");
     Ok(())
 }
 
-fn progress(what: &str) {
+pub(crate) fn progress(what: &str) {
     eprintln!("measuring: {what}");
 }
 
@@ -540,7 +558,7 @@ fn gbps(s: &Summary, bytes: usize) -> f64 {
     s.ops_per_sec() * bytes as f64 / 1e9
 }
 
-fn rate(per_sec: f64) -> String {
+pub(crate) fn rate(per_sec: f64) -> String {
     if per_sec >= 1e6 {
         format!("{:.2} M/s", per_sec / 1e6)
     } else if per_sec >= 1e4 {
@@ -552,7 +570,7 @@ fn rate(per_sec: f64) -> String {
     }
 }
 
-fn latency(d: Duration) -> String {
+pub(crate) fn latency(d: Duration) -> String {
     let ns = d.as_nanos();
     if ns < 1_000 {
         format!("{ns} ns")
