@@ -104,7 +104,12 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         .fd
         .map(|fd| take_connection(fd).map_err(|reason| StartError::Fd { fd, reason }))
         .transpose()?;
-    let max_fds = limits::plan(config.max_fds, config.max_connections)
+    // An inherited connection is the only one the gofer will serve.
+    let connections = match inherited {
+        Some(_) => 1,
+        None => config.max_connections,
+    };
+    let max_fds = limits::plan(config.max_fds, connections)
         .map_err(|err| StartError::Limits(err.to_string()))?;
     if config.sandbox == SandboxMode::Namespace {
         namespace::private_mounts().map_err(|err| sandbox_error("--sandbox namespace", &err))?;

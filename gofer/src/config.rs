@@ -89,7 +89,8 @@ pub struct Config {
     pub max_connections: usize,
 
     /// Most FDs one connection may hold at once (EMFILE beyond). By default as many as
-    /// fit: the open-file limit, less a reserve, shared by --max-connections.
+    /// fit: the open-file limit, less a reserve, shared by --max-connections (with --fd,
+    /// by the one connection).
     #[arg(long, value_name = "N")]
     pub max_fds: Option<usize>,
 

@@ -355,3 +355,18 @@ fn an_unprivileged_gofer_confines_itself_in_a_user_namespace() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `--sandbox chroot`: no namespaces of its own, but the share is the process root.
+#[test]
+fn chroot_mode_roots_the_gofer_in_the_share() {
+    let gofer = Gofer::start(GOFER, &["--sandbox", "chroot"]);
+    fs::write(gofer.root().join("f"), b"x").unwrap();
+    let pid = gofer.server_pid();
+    assert_eq!(pid, gofer.pid(), "no fork without a PID namespace");
+    let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+    assert_eq!(names(&root), names(&gofer.root()));
+    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(caps(pid, "CapEff"), DEFAULT_CAPS);
+    let client = gofer.client();
+    assert_eq!(client.root().walk(&["f"]).unwrap().1[0].stat.size, 1);
+}
