@@ -84,8 +84,6 @@ pub(crate) fn install(action: SeccompAction, features: Features) -> io::Result<(
 /// to the child; `wait4`/`waitid` to reap it; one log line to standard error; and dying of
 /// the child's signal (`rt_sigaction` back to the default, unblock, raise) or exiting.
 /// Starting a thread, opening a file or a socket, and everything else is refused.
-// `allow`, not `expect`: the PID-namespace parent's call lands separately.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) fn install_waiter(action: SeccompAction) -> io::Result<()> {
     let Some(mismatch) = bpf_action(action) else {
         return Ok(());
