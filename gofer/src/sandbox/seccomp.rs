@@ -40,10 +40,10 @@ pub(crate) struct Features {
 
 /// Installs the filter on every thread of the process (TSYNC), after setting
 /// `no_new_privs`, and makes panics log one line without a backtrace (symbolizing one
-/// needs calls the filter refuses). With [`SeccompAction::Kill`] a call outside the allowlist kills the
-/// whole process with `SIGSYS`; with [`SeccompAction::Log`] the kernel logs it (an audit
-/// record of type 1326, in `dmesg` or the audit log) and lets it run; with
-/// [`SeccompAction::None`] nothing is installed.
+/// needs calls the filter refuses). With [`SeccompAction::Kill`] a call outside the
+/// allowlist kills the whole process with `SIGSYS`; with [`SeccompAction::Log`] the kernel
+/// logs it (an audit record of type 1326, in `dmesg` or the audit log) and lets it run;
+/// with [`SeccompAction::None`] nothing is installed.
 ///
 /// Self-test: if the environment variable `LISAFS_GOFER_SECCOMP_SELFTEST` is `1`, the
 /// gofer calls `chroot` on a path that does not exist right after installing the filter.
@@ -55,18 +55,13 @@ pub(crate) fn install(action: SeccompAction, features: Features) -> io::Result<(
         tracing::warn!("--seccomp none: serving without a system call filter");
         return Ok(());
     };
-    let names: Vec<&str> = serving_sets(features)
+    let sets = serving_sets(features);
+    let names: Vec<&str> = sets
         .iter()
-        .flat_map(|set| {
-            set.iter()
-                .map(|allow| allow.name.trim_start_matches("SYS_"))
-        })
+        .flat_map(|set| set.iter().map(Allow::short_name))
         .collect();
     tracing::debug!(?features, allowed = ?names, "installing the seccomp filter");
-    apply(&[
-        clone3_filter()?,
-        compile(&serving_rules(features), mismatch)?,
-    ])?;
+    apply(&[clone3_filter()?, compile(&rules(&sets), mismatch)?])?;
     log_panics_without_backtrace();
     if std::env::var_os(SELFTEST_ENV).is_some_and(|value| value == "1") {
         self_test();
@@ -178,11 +173,6 @@ fn serving_sets(features: Features) -> Vec<&'static [Allow]> {
     sets
 }
 
-/// [`serving_sets`] in seccompiler's form.
-fn serving_rules(features: Features) -> BTreeMap<i64, Vec<SeccompRule>> {
-    rules(&serving_sets(features))
-}
-
 /// The union of `sets` in seccompiler's form: per system call, the argument checks of which
 /// one must hold, or none at all when some entry allows any arguments.
 fn rules(sets: &[&[Allow]]) -> BTreeMap<i64, Vec<SeccompRule>> {
@@ -262,6 +252,13 @@ struct Allow {
     nr: i64,
     /// The argument check.
     args: Args,
+}
+
+impl Allow {
+    /// The call's name without the `SYS_` prefix.
+    fn short_name(&self) -> &'static str {
+        self.name.trim_start_matches("SYS_")
+    }
 }
 
 /// `allow!(SYS_x)` allows `x` with any arguments; `allow!(SYS_x, args)` with a check.
@@ -566,7 +563,7 @@ mod tests {
     fn serving(features: Features, action: BpfAction) -> Vec<BpfProgram> {
         vec![
             clone3_filter().expect("clone3 filter"),
-            compile(&serving_rules(features), action).expect("serving filter"),
+            compile(&rules(&serving_sets(features)), action).expect("serving filter"),
         ]
     }
 
@@ -810,7 +807,7 @@ mod tests {
             assert_eq!(verdict(&programs, nr, args), want, "{what}");
         }
         // A call made through another ABI (32-bit x86 numbers) never matches the list.
-        let program = compile(&serving_rules(all), BpfAction::KillProcess).expect("filter");
+        let program = compile(&rules(&serving_sets(all)), BpfAction::KillProcess).expect("filter");
         assert_eq!(run(&program, 0x4000_0003, nr::SYS_read, [0; 6]), KILL);
     }
 
