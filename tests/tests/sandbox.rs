@@ -98,22 +98,24 @@ fn default_gofer_is_confined() {
     assert_eq!(inodes[0].stat.size, 1);
 }
 
+/// The waiting parent turns a termination signal into the end of the serving child, and
+/// dies of that same signal.
 #[test]
-fn sigterm_to_the_gofer_ends_the_confined_child_too() {
-    let mut gofer = Gofer::start(GOFER, &[]);
-    let child = gofer.server_pid();
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(i32::try_from(gofer.pid()).unwrap()).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let status = gofer.wait();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(15)
-    );
-    // The child was reaped by its parent: no such process any more.
-    assert!(!std::path::Path::new(&format!("/proc/{child}")).exists());
+fn termination_signals_end_the_confined_child_too() {
+    use rustix::process::Signal;
+    for (signal, number) in [(Signal::TERM, 15), (Signal::INT, 2), (Signal::HUP, 1)] {
+        let mut gofer = Gofer::start(GOFER, &[]);
+        let child = gofer.server_pid();
+        let parent = rustix::process::Pid::from_raw(i32::try_from(gofer.pid()).unwrap());
+        rustix::process::kill_process(parent.unwrap(), signal).unwrap();
+        let status = gofer.wait();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(number)
+        );
+        // The child was reaped by its parent: no such process any more.
+        assert!(!std::path::Path::new(&format!("/proc/{child}")).exists());
+    }
 }
 
 #[test]

@@ -14,9 +14,7 @@ use std::path::Path;
 use rustix::fs::CWD;
 use rustix::mount::{MountFlags, MountPropagationFlags, MoveMountFlags, UnmountFlags};
 use rustix::process::{Pid, Signal, WaitOptions};
-use rustix::thread::UnshareFlags;
-
-use rustix::thread::CapabilitySet;
+use rustix::thread::{CapabilitySet, UnshareFlags};
 
 use super::{privileges, seccomp};
 use crate::config::SeccompAction;
@@ -96,25 +94,32 @@ fn wait_for(child: Pid, seccomp: SeccompAction) -> ! {
 /// child's exit code otherwise.
 fn watch(child: Pid, seccomp: SeccompAction) -> io::Result<Option<i32>> {
     use rustix::event::{poll, PollFd, PollFlags};
-    let (signals_read, signals_write) = std::os::unix::net::UnixStream::pair()?;
+    // One socket pair per signal, so the parent knows which one to die of.
+    let mut signals = Vec::new();
     for signal in FORWARDED {
-        signal_hook::low_level::pipe::register(signal, signals_write.try_clone()?)?;
+        let (read, write) = std::os::unix::net::UnixStream::pair()?;
+        signal_hook::low_level::pipe::register(signal, write)?;
+        signals.push((signal, read));
     }
     let pidfd = rustix::process::pidfd_open(child, rustix::process::PidfdFlags::empty())?;
     privileges::restrict(CapabilitySet::empty())?;
     seccomp::install_waiter(seccomp)?;
     let mut received = None;
     loop {
-        let mut fds = [
-            PollFd::new(&pidfd, PollFlags::IN),
-            PollFd::new(&signals_read, PollFlags::IN),
-        ];
+        let mut fds: Vec<_> = std::iter::once(pidfd.as_fd())
+            .chain(signals.iter().map(|(_, read)| read.as_fd()))
+            .map(|fd| PollFd::from_borrowed_fd(fd, PollFlags::IN))
+            .collect();
         match poll(&mut fds, None) {
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(err) => return Err(err.into()),
         }
-        if !fds[1].revents().is_empty() && received.is_none() {
-            received = Some(libc::SIGTERM);
+        let arrived = signals
+            .iter()
+            .zip(&fds[1..])
+            .find(|(_, fd)| !fd.revents().is_empty());
+        if let (Some(((signal, _), _)), None) = (arrived, received) {
+            received = Some(*signal);
             let _ = rustix::process::kill_process(child, Signal::KILL);
         }
         if fds[0].revents().is_empty() {
@@ -134,17 +139,16 @@ fn watch(child: Pid, seccomp: SeccompAction) -> io::Result<Option<i32>> {
 }
 
 /// Makes every mount in the new namespace a slave, so nothing done here propagates back
-/// to the host, and mounts a procfs of the new PID namespace (only this process's own
-/// entries, `subset=pid` where supported) on `/proc`, for the `/proc/self/fd` handle.
+/// to the host, and mounts a procfs of the new PID namespace (where the gofer is the only
+/// process) on `/proc`, for the `/proc/self/fd` handle. (`subset=pid` would hide more, but
+/// the handle's validation rejects such an instance.)
 pub(crate) fn private_mounts() -> io::Result<()> {
     rustix::mount::mount_change(
         c"/",
         MountPropagationFlags::DOWNSTREAM | MountPropagationFlags::REC,
     )?;
     let flags = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
-    if rustix::mount::mount(c"proc", c"/proc", c"proc", flags, c"").is_err() {
-        rustix::mount::mount(c"proc", c"/proc", c"proc", flags, c"")?;
-    }
+    rustix::mount::mount(c"proc", c"/proc", c"proc", flags, c"")?;
     Ok(())
 }
 
