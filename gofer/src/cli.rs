@@ -349,11 +349,34 @@ impl Drop for ConnectionSlot {
     }
 }
 
+/// Whether something listens on the socket file at `path`: a stale file (its gofer is
+/// gone) refuses the connection.
+fn is_live(path: &Path) -> io::Result<bool> {
+    let probe = rustix::net::socket_with(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
+    match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
+        // EAGAIN: a full backlog is a live listener too.
+        Ok(()) | Err(rustix::io::Errno::AGAIN) => Ok(true),
+        Err(rustix::io::Errno::CONNREFUSED) => Ok(false),
+        Err(err) => Err(err.into()),
+    }
+}
+
 /// A listening socket at `path`, replacing a stale socket file but nothing else. The
 /// socket file is mode 0600: whoever can connect can use the whole share.
 fn listen_at(path: &Path) -> io::Result<OwnedFd> {
     match rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE) {
         Ok(st) if FileType::from_raw_mode(st.stx_mode.into()) == FileType::Socket => {
+            if is_live(path)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    "another process is listening on it",
+                ));
+            }
             rustix::fs::unlink(path)?;
         }
         Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),

@@ -23,7 +23,8 @@ pub struct Config {
     pub root: PathBuf,
 
     /// Listen on a Unix socket at PATH and serve each connection as one mount. A stale
-    /// socket file at PATH is replaced; any other file there is an error.
+    /// socket file at PATH (nothing listens on it) is replaced; a live one, or any other
+    /// file, is an error.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 

@@ -1,7 +1,7 @@
 //! The `gofer` binary: help, one-line startup errors, `--socket` and `--fd`.
 #![allow(clippy::unwrap_used)]
 
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
@@ -183,4 +183,38 @@ fn socket_refuses_to_replace_a_file_that_is_not_a_socket() {
         format!("gofer: --socket {path_str}: File exists\n")
     );
     assert_eq!(std::fs::read(&path).unwrap(), b"keep");
+}
+
+/// A second gofer on the socket of a running one refuses to start, and the first keeps
+/// its socket (issue 12: it used to be unlinked and taken over).
+#[test]
+fn socket_refuses_to_take_over_a_live_gofer() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gofer.sock");
+    let socket_str = socket.to_str().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let first = gofer()
+        .args(["--root", root, "--socket", socket_str])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _running = Running(first);
+    wait_for_socket(&socket);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while UnixStream::connect(&socket).is_err() {
+        assert!(Instant::now() < deadline, "the first gofer never listened");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let inode = std::fs::symlink_metadata(&socket).unwrap().ino();
+    let output = run(&["--root", root, "--socket", socket_str]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        format!("gofer: --socket {socket_str}: another process is listening on it\n")
+    );
+    assert_eq!(std::fs::symlink_metadata(&socket).unwrap().ino(), inode);
+    assert!(
+        UnixStream::connect(&socket).is_ok(),
+        "the first gofer lost its socket"
+    );
 }
