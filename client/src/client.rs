@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use lisafs_protocol::transport::channel::Channel;
-use lisafs_protocol::transport::socket::{Frame, FramedSocket};
+use lisafs_protocol::transport::socket::{Frame, FramedSocket, SocketError};
 use lisafs_protocol::wire::{
     decode, encode_into, ChannelReq, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountReq,
     Request, Statx, DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
@@ -344,15 +344,28 @@ fn exchange<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<(R::Respon
     encode_request(&mut conn.buf, max, req)?;
     if let Err(err) = conn.sock.send(R::MID.as_u16(), &conn.buf, &[]) {
         conn.broken = true;
-        return Err(Error::transport(err));
+        return Err(socket_failure(err));
     }
     match conn.sock.recv(max, R::MID.response_fds()) {
         Ok(frame) => decode_response::<R>(frame),
         Err(err) => {
-            // Includes an oversized response: its payload is still in the stream.
+            // Includes an oversized response: its payload is still in the stream. After a
+            // timeout the late response may still arrive, so the stream is out of sync too.
             conn.broken = true;
-            Err(Error::transport(err))
+            Err(socket_failure(err))
         }
+    }
+}
+
+/// The transport error for a failed socket call. The socket blocks, so `EAGAIN` can only
+/// come from a deadline the owner set on it (`SO_RCVTIMEO`/`SO_SNDTIMEO`, e.g. with
+/// `UnixStream::set_read_timeout` before [`Client::from_fd`]): that becomes
+/// [`Error::is_timeout`] rather than a plain `EIO`, so a caller can tell a silent server
+/// from one that went away.
+fn socket_failure(err: SocketError) -> Error {
+    match err {
+        SocketError::Io(errno) if Errno::from(errno) == Errno::EAGAIN => Error::timeout(err),
+        err => Error::transport(err),
     }
 }
 

@@ -5,6 +5,9 @@ use std::io;
 
 use lisafs_protocol::wire::Errno;
 
+/// Linux's `ETIMEDOUT`, which `lisafs-protocol` has no name for.
+const ETIMEDOUT: Errno = Errno(110);
+
 /// Where an [`Error`] arose. Callers that only care about the errno can ignore it; it
 /// matters when deciding whether to retry (`Remote`) or reconnect (`Transport`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -18,8 +21,9 @@ pub enum ErrorKind {
     /// The server's answer broke the protocol (wrong MID, undecodable, a mandatory
     /// donated FD missing). The connection stays usable.
     Protocol,
-    /// The connection failed (peer gone, socket error, oversized frame). The client is
-    /// now broken: every later call fails with `EIO` without touching the socket.
+    /// The connection failed (peer gone, socket error, oversized frame, or no answer
+    /// within a deadline set on the socket: see [`Error::is_timeout`]). The client is now
+    /// broken: every later call fails with `EIO` without touching the socket.
     Transport,
 }
 
@@ -62,13 +66,30 @@ impl Error {
         }
     }
 
-    /// A transport failure (always `EIO`).
+    /// A transport failure (`EIO`).
     pub(crate) fn transport(detail: impl fmt::Display) -> Self {
         Self {
             errno: Errno::EIO,
             kind: ErrorKind::Transport,
             detail: Some(detail.to_string()),
         }
+    }
+
+    /// A socket call that did not complete within the deadline set on the socket
+    /// (`ETIMEDOUT`, kind [`ErrorKind::Transport`]).
+    pub(crate) fn timeout(detail: impl fmt::Display) -> Self {
+        Self {
+            errno: ETIMEDOUT,
+            kind: ErrorKind::Transport,
+            detail: Some(detail.to_string()),
+        }
+    }
+
+    /// Whether the server did not answer (or take a request) within the receive or send
+    /// timeout set on the socket. The connection is broken like after any transport
+    /// failure; the errno is `ETIMEDOUT`.
+    pub fn is_timeout(&self) -> bool {
+        self.kind == ErrorKind::Transport && self.errno == ETIMEDOUT
     }
 
     /// The Linux errno.

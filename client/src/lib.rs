@@ -8,7 +8,8 @@
 //!    rules of SPEC.md §8.3: an unsupported MID fails with `EOPNOTSUPP` and an oversized
 //!    request with `EIO` without being sent; an `ErrorResp` becomes its errno; a response
 //!    under the wrong MID is `EINVAL`, an undecodable one `EIO`; a transport failure is
-//!    `EIO` and breaks the client for good.
+//!    `EIO` (`ETIMEDOUT` when a deadline set on the socket passed: [`Error::is_timeout`])
+//!    and breaks the client for good.
 //! 2. FD handles, one type per lisafs FD kind ([`ControlFd`], [`OpenFd`],
 //!    [`BoundSocketFd`]), with a method per RPC and typed results ([`Inode`], `Statx`,
 //!    `WalkStatus`, donated `OwnedFd`s). Dropping a handle queues its FDID; the queue is
