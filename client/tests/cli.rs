@@ -275,16 +275,17 @@ fn dies_once(
     }
 }
 
-/// Counts requests of one kind; true from the `nth` on.
+/// True for the `nth` request of one kind and every later one of that kind.
 fn nth(
     mut is_it: impl FnMut(&AnyRequest) -> bool + Send,
     nth: usize,
 ) -> impl FnMut(&AnyRequest) -> bool + Send {
     let mut seen = 0;
     move |req| {
-        if is_it(req) {
-            seen += 1;
+        if !is_it(req) {
+            return false;
         }
+        seen += 1;
         seen >= nth
     }
 }
@@ -346,6 +347,25 @@ fn put_cut_off_by_the_gofer_dying_leaves_the_old_remote_content() {
     assert_eq!(s.ok(&["cat", "r.txt"]), "old\n");
     // The temporary could not be removed without a connection; it is at least hidden.
     assert_eq!(s.ok(&["ls"]), "docs\nr.txt\n");
+}
+
+#[test]
+fn put_failing_mid_write_removes_its_temporary_and_leaves_the_old_content() {
+    let mut tree = tree();
+    tree.add("r.txt", Kind::File(b"old\n".to_vec()));
+    let mut second_write = nth(|req| matches!(req, AnyRequest::PWrite(_)), 2);
+    let s = serve(tree, move |tree, req| match second_write(req) {
+        true => Reply::err(lisafs_client::Errno::ENOSPC),
+        false => tree.handle(req),
+    });
+    let local = s.local("big.txt");
+    std::fs::write(&local, lines(5 << 20)).unwrap();
+
+    let stderr = s.fails(&["put", text(&local), "r.txt"]);
+
+    assert_eq!(stderr, "lisafs: put r.txt: No space left on device\n");
+    assert_eq!(s.ok(&["cat", "r.txt"]), "old\n");
+    assert_eq!(s.ok(&["ls", "-a"]), ".\n..\ndocs\nr.txt\n");
 }
 
 #[test]
