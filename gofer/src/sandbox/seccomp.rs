@@ -8,12 +8,16 @@
 //! suite ran against the real gofer under `strace -f`, and with `--seccomp log` the
 //! kernel's audit records named anything missing (ARCHITECTURE.md says how to redo it).
 //!
-//! Two filters are installed. The first makes `clone3` fail with `ENOSYS`: seccomp cannot
-//! read `clone3`'s flags (they are in memory, not registers), and glibc's `pthread_create`
-//! falls back to `clone`, whose flags the second filter does check. The kernel runs every
-//! filter and takes the strictest answer, so `ENOSYS` wins over the second filter's
-//! "allow"; the first is installed first because afterwards `seccomp(2)` itself is
-//! outside the allowlist.
+//! Some calls are answered with an error instead of a kill, each set by a small filter of
+//! its own ([`ERRNO_SETS`]; one filter has one answer), installed before the allowlist
+//! because afterwards `seccomp(2)` itself is outside it. `clone3` fails with `ENOSYS`:
+//! seccomp cannot read its flags (they are in memory, not registers), and glibc's
+//! `pthread_create` falls back to `clone`, whose flags the allowlist does check. `openat`
+//! relative to the working directory fails with `EACCES`: the gofer never does it, but
+//! glibc does, lazily (malloc reads `/proc/sys/vm/overcommit_memory` the first time it
+//! shrinks a thread's heap), and has a fallback for a failed open. The kernel runs every
+//! filter and takes the strictest answer, so the allowlist allows both calls outright,
+//! letting the error win.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -58,10 +62,12 @@ pub(crate) fn install(action: SeccompAction, features: Features) -> io::Result<(
     let sets = serving_sets(features);
     let names: Vec<&str> = sets
         .iter()
-        .flat_map(|set| set.iter().map(Allow::short_name))
+        .flat_map(|set| set.iter().map(Call::short_name))
         .collect();
     tracing::debug!(?features, allowed = ?names, "installing the seccomp filter");
-    apply(&[clone3_filter()?, compile(&rules(&sets), mismatch)?])?;
+    let mut programs = errno_filters()?;
+    programs.push(compile(&rules(&sets), mismatch)?);
+    apply(&programs)?;
     log_panics_without_backtrace();
     if std::env::var_os(SELFTEST_ENV).is_some_and(|value| value == "1") {
         self_test();
@@ -137,19 +143,24 @@ fn target_arch() -> io::Result<TargetArch> {
         .map_err(|err| io::Error::other(format!("no seccomp filter for this architecture: {err}")))
 }
 
-/// `clone3` fails with `ENOSYS`; everything else is left to the allowlist.
-fn clone3_filter() -> io::Result<BpfProgram> {
-    let rules = BTreeMap::from([(nr::SYS_clone3, Vec::new())]);
-    let filter = SeccompFilter::new(
-        rules,
-        BpfAction::Allow,
-        BpfAction::Errno(libc::ENOSYS.unsigned_abs()),
-        target_arch()?,
-    )
-    .map_err(|err| to_io(err.into()))?;
-    filter
-        .try_into()
-        .map_err(|err: seccompiler::BackendError| to_io(err.into()))
+/// One filter per [`ERRNO_SETS`] entry: its calls fail with its errno, everything else is
+/// left to the allowlist.
+fn errno_filters() -> io::Result<Vec<BpfProgram>> {
+    ERRNO_SETS
+        .iter()
+        .map(|&(errno, set)| {
+            let filter = SeccompFilter::new(
+                rules(&[set]),
+                BpfAction::Allow,
+                BpfAction::Errno(errno.unsigned_abs()),
+                target_arch()?,
+            )
+            .map_err(|err| to_io(err.into()))?;
+            filter
+                .try_into()
+                .map_err(|err: seccompiler::BackendError| to_io(err.into()))
+        })
+        .collect()
 }
 
 /// `rules` as a BPF program that allows what they match and takes `mismatch` otherwise.
@@ -162,7 +173,7 @@ fn compile(rules: &BTreeMap<i64, Vec<SeccompRule>>, mismatch: BpfAction) -> io::
 }
 
 /// The sets a serving gofer with `features` needs.
-fn serving_sets(features: Features) -> Vec<&'static [Allow]> {
+fn serving_sets(features: Features) -> Vec<&'static [Call]> {
     let mut sets = vec![BASE];
     if features.uds_connect {
         sets.push(UDS_CONNECT);
@@ -175,7 +186,7 @@ fn serving_sets(features: Features) -> Vec<&'static [Allow]> {
 
 /// The union of `sets` in seccompiler's form: per system call, the argument checks of which
 /// one must hold, or none at all when some entry allows any arguments.
-fn rules(sets: &[&[Allow]]) -> BTreeMap<i64, Vec<SeccompRule>> {
+fn rules(sets: &[&[Call]]) -> BTreeMap<i64, Vec<SeccompRule>> {
     let mut unconditional = std::collections::BTreeSet::new();
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
     for allow in sets.iter().flat_map(|set| set.iter()) {
@@ -243,9 +254,10 @@ impl Args {
 /// The sign bit of a 32-bit argument.
 const SIGN_BIT: u64 = 0x8000_0000;
 
-/// One allowed system call.
+/// A system call and the check on its arguments: allowed when it is in an allowlist,
+/// answered with an error when it is in [`ERRNO_SETS`].
 #[derive(Debug, Clone, Copy)]
-struct Allow {
+struct Call {
     /// The `libc` constant's name (`SYS_openat2`), for tests and messages.
     name: &'static str,
     /// The system call number.
@@ -254,20 +266,20 @@ struct Allow {
     args: Args,
 }
 
-impl Allow {
+impl Call {
     /// The call's name without the `SYS_` prefix.
     fn short_name(&self) -> &'static str {
         self.name.trim_start_matches("SYS_")
     }
 }
 
-/// `allow!(SYS_x)` allows `x` with any arguments; `allow!(SYS_x, args)` with a check.
-macro_rules! allow {
+/// `call!(SYS_x)` is `x` with any arguments; `call!(SYS_x, args)` with a check.
+macro_rules! call {
     ($nr:ident) => {
-        allow!($nr, Args::Any)
+        call!($nr, Args::Any)
     };
     ($nr:ident, $args:expr) => {
-        Allow {
+        Call {
             name: stringify!($nr),
             nr: nr::$nr,
             args: $args,
@@ -335,154 +347,165 @@ mod check {
     pub(super) const GETFD: Args = Args::OneOf(1, &[c(libc::F_GETFD)]);
     /// The `*at` calls' directory FD (argument 0): never `AT_FDCWD`.
     pub(super) const DIRFD: Args = Args::Fds(&[0]);
+    /// The directory FD (argument 0) is negative: `AT_FDCWD`.
+    pub(super) const CWD: Args = Args::Masked(0, super::SIGN_BIT, super::SIGN_BIT);
     /// `prctl`: naming threads only.
     pub(super) const PRCTL: Args = Args::OneOf(0, &[c(libc::PR_SET_NAME)]);
     /// `socket`/`socketpair`: Unix domain only.
     pub(super) const UNIX: Args = Args::OneOf(0, &[c(libc::AF_UNIX)]);
 }
 
+/// Calls that fail with an errno (one filter each), whatever the action for calls outside
+/// the allowlists: the allowlists allow them outright so that the errno wins.
+const ERRNO_SETS: &[(i32, &[Call])] = &[
+    // Threads are created with `clone`, whose flags the allowlist checks.
+    (libc::ENOSYS, &[call!(SYS_clone3)]),
+    // The C library's own lazy opens by absolute path; it copes with a failure.
+    (libc::EACCES, &[call!(SYS_openat, check::CWD)]),
+];
+
 /// What serving needs: host file operations by FD, the socket and channels (memfd,
 /// `mmap`, futex, `SCM_RIGHTS`), threads, memory, time, and per-thread credentials.
-const BASE: &[Allow] = &[
-    // Files: every name is resolved relative to a held FD.
-    allow!(SYS_openat, check::DIRFD),
-    allow!(SYS_openat2, check::DIRFD),
-    allow!(SYS_statx, check::DIRFD),
-    allow!(SYS_readlinkat, check::DIRFD),
-    allow!(SYS_mkdirat, check::DIRFD),
-    allow!(SYS_mknodat, check::DIRFD),
-    allow!(SYS_symlinkat, Args::Fds(&[1])),
-    allow!(SYS_linkat, Args::Fds(&[0, 2])),
-    allow!(SYS_unlinkat, check::DIRFD),
-    allow!(SYS_renameat2, Args::Fds(&[0, 2])),
-    allow!(SYS_fchmodat, check::DIRFD),
-    allow!(SYS_fchmodat2, check::DIRFD),
-    allow!(SYS_fchownat, check::DIRFD),
-    allow!(SYS_utimensat, check::DIRFD),
-    allow!(SYS_fchmod),
-    allow!(SYS_close),
-    allow!(SYS_read),
-    allow!(SYS_write),
-    allow!(SYS_pread64),
-    allow!(SYS_pwrite64),
-    allow!(SYS_lseek),
-    allow!(SYS_fstatfs),
-    allow!(SYS_getdents64),
-    allow!(SYS_ftruncate),
-    allow!(SYS_fsync),
-    allow!(SYS_fallocate),
-    allow!(SYS_fcntl, check::FCNTL),
+const BASE: &[Call] = &[
+    // Files: every name is resolved relative to a held FD. `openat` relative to the
+    // working directory is refused by its errno filter (`ERRNO_SETS`), so any here.
+    call!(SYS_openat),
+    call!(SYS_openat2, check::DIRFD),
+    call!(SYS_statx, check::DIRFD),
+    call!(SYS_readlinkat, check::DIRFD),
+    call!(SYS_mkdirat, check::DIRFD),
+    call!(SYS_mknodat, check::DIRFD),
+    call!(SYS_symlinkat, Args::Fds(&[1])),
+    call!(SYS_linkat, Args::Fds(&[0, 2])),
+    call!(SYS_unlinkat, check::DIRFD),
+    call!(SYS_renameat2, Args::Fds(&[0, 2])),
+    call!(SYS_fchmodat, check::DIRFD),
+    call!(SYS_fchmodat2, check::DIRFD),
+    call!(SYS_fchownat, check::DIRFD),
+    call!(SYS_utimensat, check::DIRFD),
+    call!(SYS_fchmod),
+    call!(SYS_close),
+    call!(SYS_read),
+    call!(SYS_write),
+    call!(SYS_pread64),
+    call!(SYS_pwrite64),
+    call!(SYS_lseek),
+    call!(SYS_fstatfs),
+    call!(SYS_getdents64),
+    call!(SYS_ftruncate),
+    call!(SYS_fsync),
+    call!(SYS_fallocate),
+    call!(SYS_fcntl, check::FCNTL),
     // Extended attributes: by `/proc/self/fd` entry with the `*xattrat` calls (Linux
     // 6.13), or by that entry's path where the kernel lacks them.
-    allow!(SYS_getxattrat, check::DIRFD),
-    allow!(SYS_setxattrat, check::DIRFD),
-    allow!(SYS_listxattrat, check::DIRFD),
-    allow!(SYS_removexattrat, check::DIRFD),
-    allow!(SYS_getxattr),
-    allow!(SYS_setxattr),
-    allow!(SYS_listxattr),
-    allow!(SYS_removexattr),
+    call!(SYS_getxattrat, check::DIRFD),
+    call!(SYS_setxattrat, check::DIRFD),
+    call!(SYS_listxattrat, check::DIRFD),
+    call!(SYS_removexattrat, check::DIRFD),
+    call!(SYS_getxattr),
+    call!(SYS_setxattr),
+    call!(SYS_listxattr),
+    call!(SYS_removexattr),
     // The client's socket, the listening socket, and channels.
-    allow!(SYS_accept4),
-    allow!(SYS_sendmsg),
-    allow!(SYS_recvmsg),
-    allow!(SYS_recvfrom),
-    allow!(SYS_shutdown),
-    allow!(SYS_socketpair, check::UNIX),
-    allow!(SYS_memfd_create),
-    allow!(SYS_futex),
+    call!(SYS_accept4),
+    call!(SYS_sendmsg),
+    call!(SYS_recvmsg),
+    call!(SYS_recvfrom),
+    call!(SYS_shutdown),
+    call!(SYS_socketpair, check::UNIX),
+    call!(SYS_memfd_create),
+    call!(SYS_futex),
     // Memory.
-    allow!(SYS_mmap, check::NO_EXEC),
-    allow!(SYS_mprotect, check::NO_EXEC),
-    allow!(SYS_munmap),
-    allow!(SYS_madvise),
-    allow!(SYS_mremap),
-    allow!(SYS_brk),
+    call!(SYS_mmap, check::NO_EXEC),
+    call!(SYS_mprotect, check::NO_EXEC),
+    call!(SYS_munmap),
+    call!(SYS_madvise),
+    call!(SYS_mremap),
+    call!(SYS_brk),
     // Threads: one per connection and per channel; their names and exits, and `abort` (a
     // failed credential restore) raising SIGABRT on itself.
-    allow!(SYS_clone, check::THREAD),
-    // Allowed here only so that the first filter's ENOSYS is the answer: the kernel takes
-    // the strictest answer of all filters, and kill would beat it.
-    allow!(SYS_clone3),
-    allow!(SYS_set_robust_list),
-    allow!(SYS_rseq),
-    allow!(SYS_prctl, check::PRCTL),
-    allow!(SYS_sched_yield),
-    allow!(SYS_sched_getaffinity),
-    allow!(SYS_getpid),
-    allow!(SYS_gettid),
-    allow!(SYS_tgkill),
-    allow!(SYS_rt_sigprocmask),
-    allow!(SYS_rt_sigaction),
-    allow!(SYS_rt_sigreturn),
-    allow!(SYS_sigaltstack),
-    allow!(SYS_exit),
-    allow!(SYS_exit_group),
+    call!(SYS_clone, check::THREAD),
+    // Only so that its errno filter's ENOSYS is the answer (`ERRNO_SETS`).
+    call!(SYS_clone3),
+    call!(SYS_set_robust_list),
+    call!(SYS_rseq),
+    call!(SYS_prctl, check::PRCTL),
+    call!(SYS_sched_yield),
+    call!(SYS_sched_getaffinity),
+    call!(SYS_getpid),
+    call!(SYS_gettid),
+    call!(SYS_tgkill),
+    call!(SYS_rt_sigprocmask),
+    call!(SYS_rt_sigaction),
+    call!(SYS_rt_sigreturn),
+    call!(SYS_sigaltstack),
+    call!(SYS_exit),
+    call!(SYS_exit_group),
     // Time (the accept loop's back-off sleep) and randomness (hash seeds).
-    allow!(SYS_clock_gettime),
-    allow!(SYS_clock_nanosleep),
-    allow!(SYS_nanosleep),
-    allow!(SYS_getrandom),
+    call!(SYS_clock_gettime),
+    call!(SYS_clock_nanosleep),
+    call!(SYS_nanosleep),
+    call!(SYS_getrandom),
     // Per-thread credentials: creating as the client's owner, and the capability set.
-    allow!(SYS_setfsuid),
-    allow!(SYS_setfsgid),
-    allow!(SYS_capget),
-    allow!(SYS_capset),
+    call!(SYS_setfsuid),
+    call!(SYS_setfsgid),
+    call!(SYS_capget),
+    call!(SYS_capset),
 ];
 
 /// `--host-uds open`: a new Unix socket connected to a host socket file, for
 /// ConnectWithCreds under the client's effective IDs (switched on the calling thread).
-const UDS_CONNECT: &[Allow] = &[
-    allow!(SYS_socket, check::UNIX),
-    allow!(SYS_connect),
-    allow!(SYS_geteuid),
-    allow!(SYS_getegid),
-    allow!(SYS_setresuid),
-    allow!(SYS_setresgid),
+const UDS_CONNECT: &[Call] = &[
+    call!(SYS_socket, check::UNIX),
+    call!(SYS_connect),
+    call!(SYS_geteuid),
+    call!(SYS_getegid),
+    call!(SYS_setresuid),
+    call!(SYS_setresgid),
 ];
 
 /// `--host-uds create`: a new Unix socket bound to a new socket file, listened and
 /// accepted on (`accept4` is in [`BASE`] for the gofer's own socket).
-const UDS_CREATE: &[Allow] = &[
-    allow!(SYS_socket, check::UNIX),
-    allow!(SYS_bind),
-    allow!(SYS_listen),
+const UDS_CREATE: &[Call] = &[
+    call!(SYS_socket, check::UNIX),
+    call!(SYS_bind),
+    call!(SYS_listen),
 ];
 
 /// The parent that waits for the serving child (see [`install_waiter`]).
-const WAITER: &[Allow] = &[
+const WAITER: &[Call] = &[
     // Signals: handlers, masks, waiting for one, and raising the child's on itself.
-    allow!(SYS_rt_sigaction),
-    allow!(SYS_rt_sigprocmask),
-    allow!(SYS_rt_sigreturn),
-    allow!(SYS_rt_sigtimedwait),
-    allow!(SYS_sigaltstack),
+    call!(SYS_rt_sigaction),
+    call!(SYS_rt_sigprocmask),
+    call!(SYS_rt_sigreturn),
+    call!(SYS_rt_sigtimedwait),
+    call!(SYS_sigaltstack),
     // The child: waiting on its pidfd, signalling it, reaping it.
-    allow!(SYS_ppoll),
-    allow!(SYS_kill),
-    allow!(SYS_pidfd_send_signal),
-    allow!(SYS_wait4),
-    allow!(SYS_waitid),
+    call!(SYS_ppoll),
+    call!(SYS_kill),
+    call!(SYS_pidfd_send_signal),
+    call!(SYS_wait4),
+    call!(SYS_waitid),
     // The self-pipe, the log line, and the memory and time those need.
-    allow!(SYS_read),
-    allow!(SYS_write),
-    allow!(SYS_sendto),
-    allow!(SYS_recvfrom),
-    allow!(SYS_close),
+    call!(SYS_read),
+    call!(SYS_write),
+    call!(SYS_sendto),
+    call!(SYS_recvfrom),
+    call!(SYS_close),
     // Debug builds of Rust's `OwnedFd` check that an FD is open before closing it.
-    allow!(SYS_fcntl, check::GETFD),
-    allow!(SYS_futex),
-    allow!(SYS_mmap, check::NO_EXEC),
-    allow!(SYS_munmap),
-    allow!(SYS_mremap),
-    allow!(SYS_brk),
-    allow!(SYS_madvise),
-    allow!(SYS_clock_gettime),
-    allow!(SYS_getpid),
-    allow!(SYS_gettid),
-    allow!(SYS_tgkill),
-    allow!(SYS_exit),
-    allow!(SYS_exit_group),
+    call!(SYS_fcntl, check::GETFD),
+    call!(SYS_futex),
+    call!(SYS_mmap, check::NO_EXEC),
+    call!(SYS_munmap),
+    call!(SYS_mremap),
+    call!(SYS_brk),
+    call!(SYS_madvise),
+    call!(SYS_clock_gettime),
+    call!(SYS_getpid),
+    call!(SYS_gettid),
+    call!(SYS_tgkill),
+    call!(SYS_exit),
+    call!(SYS_exit_group),
 ];
 
 #[cfg(test)]
@@ -501,6 +524,7 @@ mod tests {
     const KILL: u32 = libc::SECCOMP_RET_KILL_PROCESS;
     const LOG: u32 = libc::SECCOMP_RET_LOG;
     const ENOSYS: u32 = libc::SECCOMP_RET_ERRNO | libc::ENOSYS.unsigned_abs();
+    const EACCES: u32 = libc::SECCOMP_RET_ERRNO | libc::EACCES.unsigned_abs();
 
     /// Runs `program` on a `struct seccomp_data` for call `nr` with `args`, as the kernel
     /// would. Only the instructions seccompiler emits are known; any other fails the test.
@@ -560,11 +584,11 @@ mod tests {
         }
     }
 
+    /// The programs `install` installs, in order.
     fn serving(features: Features, action: BpfAction) -> Vec<BpfProgram> {
-        vec![
-            clone3_filter().expect("clone3 filter"),
-            compile(&rules(&serving_sets(features)), action).expect("serving filter"),
-        ]
+        let mut programs = errno_filters().expect("errno filters");
+        programs.push(compile(&rules(&serving_sets(features)), action).expect("serving filter"));
+        programs
     }
 
     /// Arguments that satisfy `args`' check.
@@ -776,7 +800,13 @@ mod tests {
                 "openat from the working directory",
                 nr::SYS_openat,
                 [at_fdcwd, 0, 0, 0, 0, 0],
-                KILL,
+                EACCES,
+            ),
+            (
+                "openat from an FD",
+                nr::SYS_openat,
+                [3, 0, 0, 0, 0, 0],
+                ALLOW,
             ),
             (
                 "openat2 from the working directory",
@@ -872,7 +902,8 @@ mod tests {
 
     /// What a serving gofer does besides host file calls, under the kill filter: start
     /// named threads, run a channel (memfd, seals, shared mapping, futex, SEQPACKET FD
-    /// passing), grow and free memory, catch a panic, sleep, and log to stderr.
+    /// passing), grow and free memory (also in a thread's own arena), catch a panic, sleep,
+    /// and log to stderr.
     fn workload() {
         use lisafs_protocol::transport::channel::{Channel, SpinPolicy};
         install(SeccompAction::Kill, Features::default()).expect("install");
@@ -905,6 +936,20 @@ mod tests {
         let caught = std::panic::catch_unwind(|| panic!("a handler bug"));
         assert!(caught.is_err());
         std::thread::sleep(std::time::Duration::from_millis(1));
+        // A thread's malloc arena grown and freed: glibc then shrinks the heap, and the
+        // first time reads `/proc/sys/vm/overcommit_memory` (an open from the working
+        // directory, which fails with EACCES instead of killing).
+        std::thread::spawn(|| {
+            let blocks: Vec<Vec<u8>> = (0..512).map(|_| vec![1u8; 60_000]).collect();
+            drop(blocks);
+        })
+        .join()
+        .expect("arena thread");
+        let cwd_open = std::fs::File::open("/proc/sys/vm/overcommit_memory");
+        assert_eq!(
+            cwd_open.map_err(|err| err.raw_os_error()).err(),
+            Some(Some(libc::EACCES))
+        );
         let seeded = std::collections::HashMap::<u8, u8>::new();
         eprintln!("workload done ({} entries)", seeded.len());
         std::process::exit(0);
