@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use fuser::{Config, MountOption, SessionACL};
+use clap::{Parser, ValueEnum};
+use fuser::{Config, SessionACL};
+use rustix::mount::MountFlags;
 
 use crate::fs::Timeouts;
 
@@ -12,7 +13,8 @@ use crate::fs::Timeouts;
 ///
 /// With --root, starts a `gofer` serving DIR over a socketpair; with --socket, attaches to
 /// a running gofer. Files are created with the calling process's uid and gid. The mount
-/// goes away on SIGINT/SIGTERM, on `umount`, and when the gofer exits.
+/// goes away on SIGINT/SIGTERM, on `umount`, and when the gofer exits. Installed as
+/// `mount.fuse.lisafs`, it takes mount(8)'s `SOURCE MOUNTPOINT -o OPTIONS` instead.
 #[derive(Debug, Parser)]
 #[command(name = "lisafs-mount", version)]
 pub(crate) struct Args {
@@ -36,8 +38,10 @@ pub(crate) struct Args {
     pub(crate) foreground: bool,
 
     /// Mount options, comma-separated: allow_other, allow_root, default_permissions,
-    /// auto_unmount, ro, rw, dev, nodev, suid, nosuid, exec, noexec, atime, noatime,
-    /// sync, async, dirsync, fsname=NAME, subtype=NAME.
+    /// auto_unmount (unmount when this process dies, even by SIGKILL), ro, rw, dev, nodev,
+    /// suid, nosuid, exec, noexec, atime, noatime, sync, async, dirsync, fsname=NAME (the
+    /// source shown by findmnt; default lisafs:DIR or lisafs:SOCKET), subtype=NAME (the
+    /// type is fuse.NAME; default fuse.lisafs).
     #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
     pub(crate) options: Vec<String>,
 
@@ -63,13 +67,66 @@ pub(crate) struct Args {
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub(crate) gofer_arg: Vec<String>,
 
-    /// Log level (error, warn, info, debug, trace); logs go to standard error.
-    #[arg(long, value_name = "LEVEL", default_value = "warn")]
-    pub(crate) log_level: String,
+    /// How much to log: error, warn, info, debug or trace (also passed to the gofer).
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Warn)]
+    pub(crate) log_level: LogLevel,
+
+    /// Where the log and errors go once a background mount is up (appended). Without
+    /// it: the system log (`/dev/log`) if there is one, else nowhere. In the foreground
+    /// they stay on standard error.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log_file: Option<PathBuf>,
 
     /// Internal: this is the background copy; report readiness on standard output.
     #[arg(long, hide = true)]
     pub(crate) daemon_child: bool,
+}
+
+/// `--log-level`: the levels both this program and the gofer accept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogLevel {
+    /// Only errors.
+    Error,
+    /// Errors and warnings.
+    Warn,
+    /// Also mounts, unmounts and gofer exits.
+    Info,
+    /// Also each FUSE operation's failures.
+    Debug,
+    /// Everything.
+    Trace,
+}
+
+impl LogLevel {
+    /// The name both `tracing`'s filter and the gofer's `--log-level` take.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        }
+    }
+}
+
+/// What to mount and how, from -o, --readonly and the source.
+#[derive(Debug)]
+pub(crate) struct MountSpec {
+    /// Shown as the mount's source (`findmnt`'s SOURCE).
+    pub(crate) fsname: String,
+    /// The type is `fuse.SUBTYPE`.
+    pub(crate) subtype: String,
+    /// MS_* flags (nodev and nosuid unless dev or suid is asked for, as libfuse does).
+    pub(crate) flags: MountFlags,
+    /// FUSE options the kernel itself takes (default_permissions, allow_other).
+    pub(crate) kernel_options: Vec<&'static str>,
+    /// The same options as fusermount3 takes them, for a mount without CAP_SYS_ADMIN.
+    pub(crate) fusermount_options: Vec<String>,
+    /// Who may use the mount (fuser checks allow_root itself).
+    pub(crate) acl: SessionACL,
+    /// Unmount when this process dies, even by SIGKILL.
+    pub(crate) auto_unmount: bool,
 }
 
 impl Args {
@@ -84,60 +141,101 @@ impl Args {
         })
     }
 
-    /// The fuser session configuration from -o, --readonly and --threads.
-    pub(crate) fn config(&self, source: String) -> Result<Config, String> {
+    /// The fuser session configuration: threads (the mount itself is ours, see `mount.rs`).
+    pub(crate) fn session_config(&self, acl: SessionACL) -> Config {
         let mut config = Config::default();
-        let mut options = vec![
-            MountOption::FSName(source),
-            MountOption::Subtype("lisafs".into()),
-        ];
+        config.acl = acl;
+        config.n_threads = Some(self.threads.max(1));
+        config.clone_fd = self.threads > 1;
+        config
+    }
+
+    /// The mount from -o and --readonly; `source` is the default fsname.
+    pub(crate) fn mount_spec(&self, source: String) -> Result<MountSpec, String> {
+        let mut spec = MountSpec {
+            fsname: source,
+            subtype: "lisafs".into(),
+            flags: MountFlags::NODEV | MountFlags::NOSUID,
+            kernel_options: Vec::new(),
+            fusermount_options: Vec::new(),
+            acl: SessionACL::Owner,
+            auto_unmount: false,
+        };
+        let mut words = Vec::new();
         for option in self.options.iter().filter(|option| !option.is_empty()) {
-            let parsed = match option.as_str() {
+            let (set, clear) = match option.as_str() {
                 "allow_other" => {
-                    config.acl = SessionACL::All;
+                    spec.acl = SessionACL::All;
                     continue;
                 }
                 "allow_root" => {
-                    config.acl = SessionACL::RootAndOwner;
+                    spec.acl = SessionACL::RootAndOwner;
                     continue;
                 }
-                "default_permissions" => MountOption::DefaultPermissions,
-                "auto_unmount" => MountOption::AutoUnmount,
-                "ro" => MountOption::RO,
-                "rw" => MountOption::RW,
-                "dev" => MountOption::Dev,
-                "nodev" => MountOption::NoDev,
-                "suid" => MountOption::Suid,
-                "nosuid" => MountOption::NoSuid,
-                "exec" => MountOption::Exec,
-                "noexec" => MountOption::NoExec,
-                "atime" => MountOption::Atime,
-                "noatime" => MountOption::NoAtime,
-                "sync" => MountOption::Sync,
-                "async" => MountOption::Async,
-                "dirsync" => MountOption::DirSync,
-                other => match other.split_once('=') {
-                    Some(("fsname", name)) => MountOption::FSName(name.into()),
-                    Some(("subtype", name)) => MountOption::Subtype(name.into()),
-                    _ => return Err(format!("unknown mount option {other:?}")),
-                },
+                "default_permissions" => {
+                    spec.kernel_options.push("default_permissions");
+                    words.push(option.clone());
+                    continue;
+                }
+                "auto_unmount" => {
+                    spec.auto_unmount = true;
+                    continue;
+                }
+                "ro" => (MountFlags::RDONLY, MountFlags::empty()),
+                "rw" => (MountFlags::empty(), MountFlags::RDONLY),
+                "dev" => (MountFlags::empty(), MountFlags::NODEV),
+                "nodev" => (MountFlags::NODEV, MountFlags::empty()),
+                "suid" => (MountFlags::empty(), MountFlags::NOSUID),
+                "nosuid" => (MountFlags::NOSUID, MountFlags::empty()),
+                "exec" => (MountFlags::empty(), MountFlags::NOEXEC),
+                "noexec" => (MountFlags::NOEXEC, MountFlags::empty()),
+                "atime" => (MountFlags::empty(), MountFlags::NOATIME),
+                "noatime" => (MountFlags::NOATIME, MountFlags::empty()),
+                "sync" => (MountFlags::SYNCHRONOUS, MountFlags::empty()),
+                "async" => (MountFlags::empty(), MountFlags::SYNCHRONOUS),
+                "dirsync" => (MountFlags::DIRSYNC, MountFlags::empty()),
+                other => {
+                    match other.split_once('=') {
+                        Some(("fsname", name)) if !name.is_empty() => spec.fsname = name.into(),
+                        Some(("subtype", name)) if valid_subtype(name) => {
+                            spec.subtype = name.into();
+                        }
+                        Some(("subtype", name)) => {
+                            return Err(format!(
+                                "bad subtype {name:?}: use letters, digits, _ and -"
+                            ))
+                        }
+                        _ => return Err(format!("unknown mount option {other:?}")),
+                    }
+                    continue;
+                }
             };
-            // A later fsname/subtype replaces the default one.
-            options.retain(|known| {
-                !matches!(
-                    (known, &parsed),
-                    (MountOption::FSName(_), MountOption::FSName(_))
-                        | (MountOption::Subtype(_), MountOption::Subtype(_))
-                )
-            });
-            options.push(parsed);
+            spec.flags = (spec.flags | set) - clear;
+            words.push(option.clone());
         }
-        if self.readonly && !options.contains(&MountOption::RO) {
-            options.push(MountOption::RO);
+        if self.readonly {
+            spec.flags |= MountFlags::RDONLY;
+            words.push("ro".into());
         }
-        config.mount_options = options;
-        config.n_threads = Some(self.threads.max(1));
-        config.clone_fd = self.threads > 1;
-        Ok(config)
+        if spec.acl != SessionACL::Owner {
+            // The kernel knows only allow_other; fuser turns away others for allow_root.
+            spec.kernel_options.push("allow_other");
+            words.push("allow_other".into());
+        }
+        // fusermount3 takes the source and type as options; nodev and nosuid are its
+        // default for users anyway.
+        words.push(format!("fsname={}", spec.fsname.replace(',', "_")));
+        words.push(format!("subtype={}", spec.subtype));
+        spec.fusermount_options = words;
+        Ok(spec)
     }
+}
+
+/// A subtype ends up in the filesystem type (`fuse.SUBTYPE`) and in mount(2)'s option
+/// string, so it is kept to characters that cannot break either.
+fn valid_subtype(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -16,16 +16,20 @@ mod cli;
 mod create;
 mod fs;
 mod handles;
+mod helper;
 mod io;
+mod log;
+mod mount;
 mod nodes;
 mod ops;
 mod spawn;
 
+use std::env;
+use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::path::Path;
-use std::process::{Child, ExitCode};
+use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
@@ -39,6 +43,8 @@ use signal_hook::iterator::Signals;
 
 use crate::cli::Args;
 use crate::fs::LisaFs;
+use crate::helper::Helper;
+use crate::mount::Unmounted;
 
 /// Why the mount is ending.
 enum Event {
@@ -51,53 +57,78 @@ enum Event {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    init_logging(&args.log_level);
+    let argv: Vec<OsString> = env::args_os().collect();
+    if argv.get(1).map(OsString::as_os_str) == Some(OsStr::new(mount::WATCHER_FLAG)) {
+        return mount::watch(&argv[2..]);
+    }
+    let own_args = if argv
+        .first()
+        .is_some_and(|arg0| helper::invoked_as_helper(arg0))
+    {
+        match helper::translate(&argv[1..]) {
+            Ok(Helper::Mount(args)) => args,
+            Ok(Helper::Fake) => return ExitCode::SUCCESS,
+            Err(msg) => {
+                eprintln!("{}: {msg}", helper::NAME);
+                return ExitCode::from(2);
+            }
+        }
+    } else {
+        argv.get(1..).unwrap_or_default().to_vec()
+    };
+    let args =
+        Args::parse_from(std::iter::once(OsString::from("lisafs-mount")).chain(own_args.clone()));
+    log::init(args.log_level);
     if !args.foreground {
-        return spawn::background();
+        return spawn::background(&own_args);
     }
     let mut gofer = None;
     let result = run(&args, &mut gofer);
-    if let Some(child) = &mut gofer {
-        let status = spawn::stop_gofer(child, Duration::from_secs(2));
+    if let Some(gofer) = &mut gofer {
+        let status = spawn::stop_gofer(&mut gofer.child, Duration::from_secs(2));
         tracing::info!(%status, "gofer stopped");
+        gofer.drain_stderr(Duration::from_secs(2));
     }
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(msg) => {
-            eprintln!("lisafs-mount: {msg}");
+        Err(Failure::Reported) => ExitCode::FAILURE,
+        Err(Failure::Message(msg)) => {
+            log::fatal(&msg);
             ExitCode::FAILURE
         }
     }
 }
 
-fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+/// Why `run` failed.
+enum Failure {
+    /// To be reported as `lisafs-mount: MESSAGE`.
+    Message(String),
+    /// Already reported by the gofer in its own words.
+    Reported,
+}
+
+impl From<String> for Failure {
+    fn from(msg: String) -> Self {
+        Self::Message(msg)
+    }
 }
 
 /// Mounts, serves until an [`Event`], unmounts. `gofer` receives the child started for
 /// `--root`, so that `main` can reap it whatever happens here.
-fn run(args: &Args, gofer: &mut Option<Child>) -> Result<(), String> {
+fn run(args: &Args, gofer: &mut Option<spawn::Gofer>) -> Result<(), Failure> {
     let timeouts = args.timeouts()?;
+    let log_file = args.log_file.as_deref().map(log::open_file).transpose()?;
     let mountpoint = args
         .mountpoint
         .canonicalize()
         .map_err(|err| format!("mount point {}: {err}", args.mountpoint.display()))?;
     if !mountpoint.is_dir() {
-        return Err(format!(
-            "mount point {} is not a directory",
-            mountpoint.display()
-        ));
+        return Err(format!("mount point {} is not a directory", mountpoint.display()).into());
     }
     let (stream, source) = match (&args.root, &args.socket) {
         (Some(root), _) => {
-            let (child, fd) = spawn::start_gofer(args, root)?;
-            *gofer = Some(child);
+            let (started, fd) = spawn::start_gofer(args, root)?;
+            *gofer = Some(started);
             (UnixStream::from(fd), format!("lisafs:{}", root.display()))
         }
         (None, Some(socket)) => {
@@ -105,11 +136,14 @@ fn run(args: &Args, gofer: &mut Option<Child>) -> Result<(), String> {
                 .map_err(|err| format!("cannot connect to {}: {err}", socket.display()))?;
             (stream, format!("lisafs:{}", socket.display()))
         }
-        (None, None) => return Err("give --root DIR or --socket PATH".into()),
+        (None, None) => return Err(Failure::Message("give --root DIR or --socket PATH".into())),
     };
+    let spec = args.mount_spec(source)?;
     let watch = stream.try_clone().map_err(|err| format!("socket: {err}"))?;
-    let client = Client::from_fd(OwnedFd::from(stream))
-        .map_err(|err| format!("the gofer did not answer Mount: {err}"))?;
+    let client = match Client::from_fd(OwnedFd::from(stream)) {
+        Ok(client) => client,
+        Err(err) => return Err(gofer_failed(gofer, &err)),
+    };
 
     let (tx, rx) = mpsc::channel();
     let broken = tx.clone();
@@ -120,10 +154,14 @@ fn run(args: &Args, gofer: &mut Option<Child>) -> Result<(), String> {
             let _ = broken.send(Event::GoferGone);
         }),
     );
-    let config = args.config(source)?;
-    let mut session = Session::new(fs, &mountpoint, &config)
-        .map_err(|err| format!("cannot mount on {}: {err}", mountpoint.display()))?;
-    let mut unmounter = session.unmount_callable();
+    let (fuse_fd, ours) = mount::mount(&spec, &mountpoint)?;
+    let session = match Session::from_fd(fs, fuse_fd, spec.acl, args.session_config(spec.acl)) {
+        Ok(session) => session,
+        Err(err) => {
+            let _ = ours.unmount();
+            return Err(format!("FUSE handshake on {}: {err}", mountpoint.display()).into());
+        }
+    };
 
     spawn_watchers(watch, &tx)?;
     let ended = tx.clone();
@@ -139,18 +177,15 @@ fn run(args: &Args, gofer: &mut Option<Child>) -> Result<(), String> {
         let mut stdout = std::io::stdout();
         // The parent waits for this line; if it is gone, nobody needs it.
         let _ = writeln!(stdout, "ok").and_then(|()| stdout.flush());
+        if let Err(err) = log::detach(log_file) {
+            tracing::warn!(%err, "cannot detach from standard input, output and error");
+        }
+    } else if let Some(file) = log_file {
+        log::to_file(file);
     }
     tracing::info!(mountpoint = %mountpoint.display(), "mounted");
 
-    let event = match rx.recv().unwrap_or(Event::GoferGone) {
-        // An unmount from outside also closes the connection (the session drops the
-        // client, the gofer exits): the session's own end may arrive just after.
-        Event::GoferGone => match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(ended @ Event::SessionEnded(_)) => ended,
-            _ => Event::GoferGone,
-        },
-        event => event,
-    };
+    let event = rx.recv().unwrap_or(Event::GoferGone);
     let outcome = match event {
         Event::SessionEnded(Ok(())) => return Ok(()),
         Event::SessionEnded(Err(err)) => Err(format!("FUSE session failed: {err}")),
@@ -163,42 +198,42 @@ fn run(args: &Args, gofer: &mut Option<Child>) -> Result<(), String> {
             mountpoint.display()
         )),
     };
-    unmount(&mut unmounter, &mountpoint);
-    // The session ends once the kernel lets go of the mount; a lazily detached one may
-    // still be in use, and the process exit will end it.
-    let deadline = Duration::from_secs(3);
-    loop {
-        match rx.recv_timeout(deadline) {
-            Ok(Event::SessionEnded(_)) => {
+    let unmounted = ours.unmount();
+    match &unmounted {
+        // An unmount from outside also closes the gofer connection (the session drops
+        // the client), maybe before the session's own end arrives: not a gofer failure.
+        Ok(Unmounted::AlreadyGone) => return Ok(()),
+        Ok(Unmounted::NotOnTop) => tracing::warn!(
+            mountpoint = %mountpoint.display(),
+            "our mount is covered by another (or detached): left it for its owner"
+        ),
+        Ok(Unmounted::Now) => {}
+        Err(msg) => log::fatal(msg),
+    }
+    if unmounted == Ok(Unmounted::Now) {
+        // The session ends once the kernel lets go of the mount; a lazily detached one
+        // may still be in use, and the process exit will end it.
+        while let Ok(event) = rx.recv_timeout(Duration::from_secs(3)) {
+            if let Event::SessionEnded(_) = event {
                 let _ = session_thread.join();
                 break;
             }
-            Ok(_) => continue,
-            Err(_) => break,
         }
     }
-    outcome
+    outcome.map_err(Failure::from)
 }
 
-/// Unmounts `mountpoint`; if it is busy, detaches it (`umount -l`) so that nothing stale
-/// stays visible.
-fn unmount(unmounter: &mut fuser::SessionUnmounter, mountpoint: &Path) {
-    match unmounter.unmount() {
-        Ok(()) => {}
-        // Not mounted (any more): nothing to clean up.
-        Err(err) if err.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) => {}
-        Err(err) => {
-            tracing::warn!(%err, "unmount failed; detaching lazily");
-            if let Err(err) =
-                rustix::mount::unmount(mountpoint, rustix::mount::UnmountFlags::DETACH)
-            {
-                eprintln!(
-                    "lisafs-mount: cannot unmount {}: {err}",
-                    mountpoint.display()
-                );
-            }
+/// The gofer did not answer Mount. If it exited, it has said why on its standard error
+/// (copied to ours): that line is the whole report.
+fn gofer_failed(gofer: &mut Option<spawn::Gofer>, err: &lisafs_client::Error) -> Failure {
+    if let Some(started) = gofer {
+        let exited = spawn::wait_exit(&mut started.child, Duration::from_secs(2));
+        if exited.is_some_and(|status| !status.success()) {
+            started.drain_stderr(Duration::from_secs(2));
+            return Failure::Reported;
         }
     }
+    Failure::Message(format!("the gofer did not answer Mount: {err}"))
 }
 
 /// Starts the threads that turn signals and the loss of the gofer into [`Event`]s.

@@ -6,7 +6,8 @@ use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use rustix::io::{fcntl_setfd, FdFlags};
 use rustix::net::{socketpair, AddressFamily, SocketFlags, SocketType};
 
 use crate::cli::Args;
+use crate::log;
 
 /// The hidden flag that marks the background copy (it reports readiness on stdout).
 pub(crate) const DAEMON_FLAG: &str = "--daemon-child";
@@ -30,10 +32,28 @@ fn gofer_binary(args: &Args) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("gofer"))
 }
 
-/// Starts `gofer --root DIR --fd N` on one end of a new socketpair; returns the child and
-/// our end. Call before starting threads: the child's end is inheritable until the
-/// child has been spawned.
-pub(crate) fn start_gofer(args: &Args, root: &Path) -> Result<(Child, OwnedFd), String> {
+/// A gofer started for `--root`.
+pub(crate) struct Gofer {
+    /// The process, reaped by `main` whatever happens.
+    pub(crate) child: Child,
+    /// Signals when the copy of the gofer's standard error has reached its end.
+    pub(crate) stderr_done: mpsc::Receiver<()>,
+}
+
+impl Gofer {
+    /// Waits (up to `grace`) for the last of the gofer's standard error to be copied, so
+    /// that its own message is out before ours.
+    pub(crate) fn drain_stderr(&self, grace: Duration) {
+        let _ = self.stderr_done.recv_timeout(grace);
+    }
+}
+
+/// Starts `gofer --root DIR --fd N` on one end of a new socketpair; returns the gofer and
+/// our end. Its standard error is a pipe copied by a thread to wherever our diagnostics
+/// go (see `log.rs`), so that it never holds the caller's stderr once we have detached.
+/// Call before starting threads: the child's end is inheritable until the child has
+/// been spawned.
+pub(crate) fn start_gofer(args: &Args, root: &Path) -> Result<(Gofer, OwnedFd), String> {
     let sockets = socketpair(
         AddressFamily::UNIX,
         SocketType::STREAM,
@@ -49,7 +69,9 @@ pub(crate) fn start_gofer(args: &Args, root: &Path) -> Result<(Child, OwnedFd), 
         .arg(root)
         .arg("--fd")
         .arg(theirs.as_raw_fd().to_string())
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     if args.readonly {
         command.arg("--readonly");
     }
@@ -58,14 +80,36 @@ pub(crate) fn start_gofer(args: &Args, root: &Path) -> Result<(Child, OwnedFd), 
         .iter()
         .any(|arg| arg.starts_with("--log-level"))
     {
-        command.arg("--log-level").arg(&args.log_level);
+        command.arg("--log-level").arg(args.log_level.as_str());
     }
     command.args(&args.gofer_arg);
-    let child = command
+    let mut child = command
         .spawn()
         .map_err(|err| format!("cannot start {}: {err}", binary.display()))?;
     drop(theirs);
-    Ok((child, ours))
+    let (done, stderr_done) = mpsc::channel();
+    if let Some(stderr) = child.stderr.take() {
+        thread::Builder::new()
+            .name("gofer-stderr".into())
+            .spawn(move || {
+                log::forward(stderr);
+                let _ = done.send(());
+            })
+            .map_err(|err| format!("thread: {err}"))?;
+    }
+    Ok((Gofer { child, stderr_done }, ours))
+}
+
+/// The gofer's exit status if it exits within `grace` on its own.
+pub(crate) fn wait_exit(child: &mut Child, grace: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + grace;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status),
+            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(20)),
+            Ok(None) | Err(_) => return None,
+        }
+    }
 }
 
 /// Waits up to `grace` for the gofer to exit (it does once the connection closes), then
@@ -92,8 +136,9 @@ pub(crate) fn stop_gofer(child: &mut Child, grace: Duration) -> String {
 
 /// Without `--foreground`: runs a copy of this program in the foreground mode, in its own
 /// session, and returns once it reports the mount is up (exit 0) or exits (its error is
-/// already on the shared standard error; exit 1).
-pub(crate) fn background() -> ExitCode {
+/// already on the shared standard error; its exit status). The copy lets go of the
+/// shared standard error once it has reported.
+pub(crate) fn background(args: &[OsString]) -> ExitCode {
     let exe = match env::current_exe() {
         Ok(exe) => exe,
         Err(err) => {
@@ -101,7 +146,6 @@ pub(crate) fn background() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let args: Vec<OsString> = env::args_os().skip(1).collect();
     let child = Command::new(exe)
         .args(args)
         .arg("--foreground")
@@ -124,8 +168,10 @@ pub(crate) fn background() -> ExitCode {
     if line.trim() == "ok" {
         return ExitCode::SUCCESS;
     }
-    let _ = child.wait();
-    ExitCode::FAILURE
+    match child.wait().ok().and_then(|status| status.code()) {
+        Some(code @ 1..=255) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// Cuts the background copy loose from the terminal: its own session, so that the
