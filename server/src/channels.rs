@@ -75,7 +75,12 @@ fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
     });
     match result {
         Err(ChannelError::Shutdown) => {}
-        Err(err) => tracing::warn!("channel closed: {err}"),
+        Err(err) => {
+            tracing::warn!("channel closed: {err}");
+            // Mark the window shut down and wake the peer: a client waiting for a
+            // response on this channel gets an error instead of sleeping forever.
+            channel.shutdown_handle().shutdown();
+        }
         Ok(()) => {}
     }
 }

@@ -203,17 +203,29 @@ fn a_client_scribbling_on_its_window_cannot_harm_the_gofer() {
         path: vec!["x".into()],
     })
     .unwrap();
-    for _ in 0..5000 {
-        if channel
-            .call(Mid::Walk.as_u16(), &walk, 0, MAX_MESSAGE_SIZE as usize)
-            .is_err()
-        {
-            break;
+    // The calls run on their own thread: once the gofer gives up on the scribbled window
+    // (it marks it shut down), the scribbler may still flip the state word back to "the
+    // server's turn", and a call would then wait for an answer that never comes. The
+    // gofer's health is what this test is about; the caller is woken by hand at the end.
+    let wake = channel.shutdown_handle();
+    let caller = thread::spawn(move || {
+        for _ in 0..5000 {
+            if channel
+                .call(Mid::Walk.as_u16(), &walk, 0, MAX_MESSAGE_SIZE as usize)
+                .is_err()
+            {
+                break;
+            }
         }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !caller.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
     }
     stop.store(true, Ordering::Relaxed);
     scribbler.join().unwrap();
-    drop(channel);
+    wake.shutdown();
+    caller.join().unwrap();
 
     assert!(gofer.is_alive(), "the gofer died");
     let client = gofer.client();
