@@ -228,8 +228,9 @@ mod tests {
     }
 
     #[test]
-    fn block_devices_and_unknown_types_are_eperm() {
-        assert_eq!(FileKind::from_mode(0o060_644), Err(Errno::EPERM));
+    fn devices_are_kinds_and_unknown_types_are_eperm() {
+        assert_eq!(FileKind::from_mode(0o060_644), Ok(FileKind::BlockDevice));
+        assert_eq!(FileKind::from_mode(0o020_644), Ok(FileKind::CharDevice));
         assert_eq!(FileKind::from_mode(0o000_644), Err(Errno::EPERM));
         assert_eq!(FileKind::from_mode(0o160_000), Err(Errno::EPERM));
     }

@@ -118,9 +118,13 @@ fn watch(child: Pid, seccomp: SeccompAction) -> io::Result<Option<i32>> {
             .iter()
             .zip(&fds[1..])
             .find(|(_, fd)| !fd.revents().is_empty());
-        if let (Some(((signal, _), _)), None) = (arrived, received) {
-            received = Some(*signal);
-            let _ = rustix::process::kill_process(child, Signal::KILL);
+        if let Some(((signal, read), _)) = arrived {
+            // Drain the byte the handler wrote, or poll would report it again at once.
+            let _ = rustix::io::read(read, &mut [0u8; 16]);
+            if received.is_none() {
+                received = Some(*signal);
+                let _ = rustix::process::kill_process(child, Signal::KILL);
+            }
         }
         if fds[0].revents().is_empty() {
             continue;

@@ -55,10 +55,8 @@ pub(crate) fn measure(
     for (transport, options) in [("channel", options), ("socket", socket_only)] {
         let a = Client::connect_with(confined.socket(), options)?;
         let b = Client::connect_with(unconfined.socket(), options)?;
-        let (a, b) = (
-            Remote::open(&a, "confined")?,
-            Remote::open(&b, "unconfined")?,
-        );
+        let a = Remote::open(&a, &format!("confined-{transport}"))?;
+        let b = Remote::open(&b, &format!("unconfined-{transport}"))?;
         for op in OPS {
             crate::progress(&format!(
                 "{} over the {transport}, confined or not",
