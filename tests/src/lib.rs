@@ -21,3 +21,25 @@ pub fn errno<T: std::fmt::Debug>(
         Err(err) => err.errno(),
     }
 }
+
+/// The value of `field` in `/proc/<pid>/status` (`"NoNewPrivs"` → `"1"`), trimmed; panics
+/// (failing the test) if the process or the field is missing.
+pub fn proc_status(pid: u32, field: &str) -> String {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{path}: {err}"));
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .unwrap_or_else(|| panic!("no {field} in {path}"))
+        .trim()
+        .to_owned()
+}
+
+/// The resident set size of process `pid`, in KiB.
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let rss = proc_status(pid, "VmRSS");
+    rss.split_whitespace()
+        .next()
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or_else(|| panic!("VmRSS of {pid}: {rss:?}"))
+}

@@ -9,7 +9,7 @@ use std::fs;
 
 use lisafs_protocol::transport::socket::{FramedSocket, SocketError};
 use lisafs_protocol::wire::*;
-use lisafs_tests::Gofer;
+use lisafs_tests::{vm_rss_kib, Gofer};
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 
@@ -54,12 +54,6 @@ impl Raw {
         let stat = self.call(&FStatReq { fd: self.root }).unwrap().stat;
         assert_eq!(stat.mode & 0o170000, 0o040000);
     }
-}
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
 #[test]

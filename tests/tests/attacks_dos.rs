@@ -18,17 +18,11 @@ use std::time::Duration;
 use lisafs_client::{Client, O_RDWR};
 use lisafs_protocol::wire::*;
 use lisafs_tests::attacks::within;
-use lisafs_tests::Gofer;
+use lisafs_tests::{vm_rss_kib, Gofer};
 use rustix::fs::{Mode, OFlags};
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 const ANSWER: Duration = Duration::from_secs(5);
-
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
 
 /// security.md #38, the parts sandbox.rs's 5,000-deep chain does not cover: 50,000
 /// siblings listed completely, and one Walk of 10,000 components down a chain built on

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use lisafs_client::{Client, Owner, SetStat};
 use lisafs_protocol::wire::Errno;
-use lisafs_tests::{errno, Gofer};
+use lisafs_tests::{errno, proc_status, Gofer};
 use rustix::fs::{Mode, OFlags};
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
@@ -24,18 +24,8 @@ const O_RDWR: u32 = 2;
 /// DAC_READ_SEARCH, FOWNER, SETGID and SETUID (bits 0-3, 6, 7).
 const DEFAULT_CAPS: u64 = 0xcf;
 
-fn status_field(pid: u32, field: &str) -> String {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("{field} in /proc/{pid}/status"))
-        .trim()
-        .to_owned()
-}
-
 fn caps(pid: u32, field: &str) -> u64 {
-    u64::from_str_radix(&status_field(pid, field), 16).unwrap()
+    u64::from_str_radix(&proc_status(pid, field), 16).unwrap()
 }
 
 fn names(dir: &std::path::Path) -> BTreeSet<String> {
@@ -65,15 +55,15 @@ fn default_gofer_is_confined() {
     }
     assert_eq!(caps(pid, "CapInh"), 0);
     assert_eq!(caps(pid, "CapAmb"), 0);
-    assert_eq!(status_field(pid, "Groups"), "");
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(proc_status(pid, "Groups"), "");
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
     // The parent that only waits keeps nothing.
     let parent = gofer.pid();
     for field in ["CapBnd", "CapEff", "CapPrm"] {
         assert_eq!(caps(parent, field), 0, "parent {field}");
     }
-    assert_eq!(status_field(parent, "Seccomp"), "2");
+    assert_eq!(proc_status(parent, "Seccomp"), "2");
     let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
     let core = limits
         .lines()
@@ -348,7 +338,7 @@ fn an_unprivileged_gofer_confines_itself_in_a_user_namespace() {
     let pid = lisafs_tests::serving_pid(child.id());
     let theirs = fs::read_link(format!("/proc/{pid}/ns/user")).unwrap();
     assert_ne!(theirs, fs::read_link("/proc/self/ns/user").unwrap());
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
     client
         .root()
         .open_create_at("f", O_RDWR, 0o644, Owner::UNSET)
@@ -367,7 +357,7 @@ fn chroot_mode_roots_the_gofer_in_the_share() {
     assert_eq!(pid, gofer.pid(), "no fork without a PID namespace");
     let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
     assert_eq!(names(&root), names(&gofer.root()));
-    assert_eq!(status_field(pid, "Seccomp"), "2");
+    assert_eq!(proc_status(pid, "Seccomp"), "2");
     assert_eq!(caps(pid, "CapEff"), DEFAULT_CAPS);
     let client = gofer.client();
     assert_eq!(client.root().walk(&["f"]).unwrap().1[0].stat.size, 1);

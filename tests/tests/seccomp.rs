@@ -10,24 +10,13 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
-use lisafs_tests::{serving_pid, Gofer};
+use lisafs_tests::{proc_status, serving_pid, Gofer};
 use rustix::process::Signal;
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 
 /// The gofer's self-test switch: one call outside the allowlist right after installing.
 const SELFTEST: &str = "LISAFS_GOFER_SECCOMP_SELFTEST";
-
-/// The value of `field` in `/proc/<pid>/status`.
-fn status_field(pid: u32, field: &str) -> String {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("the gofer's status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-        .trim()
-        .to_owned()
-}
 
 /// Starts a gofer with `SELFTEST=1` and `extra` flags on a fresh directory, which the
 /// returned guard removes.
@@ -79,9 +68,9 @@ fn the_default_gofer_serves_under_no_new_privs_and_a_seccomp_filter() {
     let client = gofer.client();
     client.root().fstat().expect("stat the root");
     let pid = gofer.server_pid();
-    assert_eq!(status_field(pid, "NoNewPrivs"), "1");
-    assert_eq!(status_field(pid, "Seccomp"), "2", "filter mode");
-    let filters: u32 = status_field(pid, "Seccomp_filters")
+    assert_eq!(proc_status(pid, "NoNewPrivs"), "1");
+    assert_eq!(proc_status(pid, "Seccomp"), "2", "filter mode");
+    let filters: u32 = proc_status(pid, "Seccomp_filters")
         .parse()
         .expect("a count");
     assert!(filters >= 1, "{filters} filters");
@@ -120,7 +109,7 @@ fn log_mode_lets_the_call_run_and_goes_on_serving() {
         sleep(Duration::from_millis(10));
     };
     client.root().fstat().expect("stat the root");
-    assert_eq!(status_field(serving_pid(child.id()), "Seccomp"), "2");
+    assert_eq!(proc_status(serving_pid(child.id()), "Seccomp"), "2");
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -130,5 +119,5 @@ fn seccomp_none_installs_no_filter() {
     let gofer = Gofer::start(GOFER, &["--seccomp", "none"]);
     let client = gofer.client();
     client.root().fstat().expect("stat the root");
-    assert_eq!(status_field(gofer.server_pid(), "Seccomp"), "0");
+    assert_eq!(proc_status(gofer.server_pid(), "Seccomp"), "0");
 }
