@@ -362,3 +362,33 @@ fn chroot_mode_roots_the_gofer_in_the_share() {
     let client = gofer.client();
     assert_eq!(client.root().walk(&["f"]).unwrap().1[0].stat.size, 1);
 }
+
+/// security.md #27: the directory FD `--donate-mount-fd` gives the client comes from the
+/// gofer's detached mount of the share, so `..` from it, however often, stays at the
+/// share's root: an unsandboxed client cannot climb to the host.
+#[test]
+fn the_donated_mount_fd_cannot_climb_out_of_the_share() {
+    for sandbox in ["namespace", "none"] {
+        let gofer = Gofer::start(GOFER, &["--donate-mount-fd", "--sandbox", sandbox]);
+        let root = fs::metadata(gofer.root()).unwrap();
+        let mut client = gofer.client();
+        let mut dir = client.take_mount_fd().expect("a donated mount FD");
+        for _ in 0..64 {
+            dir = rustix::fs::openat(
+                &dir,
+                "..",
+                OFlags::DIRECTORY | OFlags::RDONLY,
+                Mode::empty(),
+            )
+            .unwrap();
+        }
+        let top = rustix::fs::fstat(&dir).unwrap();
+        assert_eq!(
+            (top.st_dev, top.st_ino),
+            (root.dev(), root.ino()),
+            "--sandbox {sandbox}"
+        );
+        let outside = rustix::fs::openat(&dir, "../out/secret", OFlags::RDONLY, Mode::empty());
+        assert_eq!(outside.err(), Some(rustix::io::Errno::NOENT));
+    }
+}
