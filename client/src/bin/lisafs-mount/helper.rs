@@ -25,13 +25,13 @@ pub(crate) fn invoked_as_helper(argv0: &OsStr) -> bool {
 /// What the helper command line asks for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Helper {
-    /// Our own arguments (without argv[0]).
+    /// Our own arguments (without `argv[0]`).
     Mount(Vec<OsString>),
     /// mount(8)'s `-f`: pretend; nothing to do.
     Fake,
 }
 
-/// Translates mount(8)'s helper arguments (after argv[0]) into ours.
+/// Translates mount(8)'s helper arguments (after `argv[0]`) into ours.
 pub(crate) fn translate(args: &[OsString]) -> Result<Helper, String> {
     let mut positional = Vec::new();
     let mut options = Vec::new();
