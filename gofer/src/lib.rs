@@ -4,8 +4,10 @@
 //! * [`host`]: the [`HostBackend`](host::HostBackend), the `lisafs_server::Backend` that
 //!   does the host work and applies the host-side policy (SPEC.md §7.11).
 //! * [`config`]: the `gofer` command line.
-//! * [`cli`]: the program: process setup (logging, limits, privileges) and the serving
-//!   loops.
+//! * [`cli`]: the program: start-up in order (namespaces, the share as a detached mount,
+//!   the pivot, capabilities, Landlock, seccomp; SPEC.md §13) and the serving loops.
+//! * [`limits`]: the open-file limit and the per-connection FD cap that fits in it.
+//! * `sandbox` (private): the confinement layers `cli` applies.
 //!
 //! It contains no protocol parsing: that is `lisafs-protocol` and `lisafs-server`.
 
