@@ -1,0 +1,171 @@
+//! security.md #48: double fetch. A client sends requests over a shared-memory channel
+//! while another of its threads rewrites the request's bytes in the window, as the server
+//! may be reading them: the name of a MkdirAt flips among `aaaa`, `../x`, `a/b\0` and
+//! `....` (and its length between 4 and 65,535), and on a read-only share the flags of an
+//! OpenAt flip between `O_RDONLY` and `O_RDWR`. The server copies a request out of the
+//! window once and validates only its copy, so whatever mix it copied is judged as a whole.
+//! Would catch: a server that validates the name in shared memory and then uses it (a
+//! directory `x` beside the root), or checks the access mode before copying (a writable
+//! FD on a read-only share).
+
+// Test helpers fail by panicking, like the tests themselves.
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+use lisafs_protocol::transport::channel::{Channel, SpinPolicy};
+use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_protocol::wire::*;
+use lisafs_tests::Gofer;
+
+const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
+const ROUNDS: usize = 20_000;
+/// Where a request's payload starts in the window (SPEC.md §9.2).
+const PAYLOAD: u64 = 20;
+
+/// A channel of `sock`'s connection set up by hand, and a second handle on its window.
+fn open_channel(sock: &mut FramedSocket) -> (Channel, fs::File) {
+    sock.send(Mid::Channel.as_u16(), &[], &[]).unwrap();
+    let frame = sock.recv(MAX_MESSAGE_SIZE, 2).unwrap();
+    let resp = decode::<ChannelResp>(frame.payload).unwrap();
+    let [memfd, fd_sock]: [OwnedFd; 2] = frame.fds.try_into().unwrap();
+    let window = fs::File::from(memfd.try_clone().unwrap());
+    let mut channel = Channel::open(&resp, &memfd, fd_sock, SpinPolicy::default()).unwrap();
+    channel.connect().unwrap();
+    (channel, window)
+}
+
+/// Writes each `(offset, bytes)` of `writes` into `window` in turn, round and round,
+/// until `stop`.
+fn flipper(
+    window: fs::File,
+    writes: Vec<(u64, Vec<u8>)>,
+    stop: Arc<AtomicBool>,
+) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        for (offset, bytes) in writes.iter().cycle() {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            window.write_all_at(bytes, *offset).unwrap();
+        }
+    })
+}
+
+#[test]
+fn a_name_rewritten_while_the_server_reads_it_never_leaves_the_root() {
+    let gofer = Gofer::start(GOFER, &[]);
+    let (mut sock, root) = gofer.mounted_raw();
+    let (mut channel, window) = open_channel(&mut sock);
+    let req = encode(&MkdirAtReq {
+        common: CreateCommon {
+            dir_fd: root,
+            mode: 0o755,
+            ..CreateCommon::default()
+        },
+        name: SizedString::from("aaaa"),
+    })
+    .unwrap();
+    let name_at = req.windows(4).position(|w| w == b"aaaa").unwrap() as u64;
+    let stop = Arc::new(AtomicBool::new(false));
+    let name = PAYLOAD + name_at;
+    let mut writes: Vec<_> = [&b"aaaa"[..], b"../x", b"a/b\0", b"...."]
+        .iter()
+        .map(|v| (name, v.to_vec()))
+        .collect();
+    // The SizedString's u16 length, just before the bytes: 65,535, then 4 again.
+    writes.push((name - 2, 0xffff_u16.to_le_bytes().to_vec()));
+    writes.push((name - 2, 4_u16.to_le_bytes().to_vec()));
+    let flip = flipper(window, writes, Arc::clone(&stop));
+    let mut created = 0;
+    for _ in 0..ROUNDS {
+        let frame = channel
+            .call(Mid::MkdirAt.as_u16(), &req, 0, MAX_MESSAGE_SIZE as usize)
+            .unwrap();
+        if frame.mid == Mid::MkdirAt.as_u16() {
+            created += 1;
+            // Remove whatever was made, by the host, so the next round can make it again.
+            for entry in fs::read_dir(gofer.root()).unwrap() {
+                fs::remove_dir(entry.unwrap().path()).unwrap();
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flip.join().unwrap();
+    assert!(created > 0, "no MkdirAt ever succeeded");
+    gofer.assert_canary_untouched();
+    let beside: Vec<_> = fs::read_dir(gofer.root().parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(!beside.iter().any(|name| name == "x"), "{beside:?}");
+}
+
+#[test]
+fn open_flags_rewritten_while_the_server_reads_them_never_give_write_access_on_a_readonly_share() {
+    let gofer = Gofer::start(GOFER, &["--readonly"]);
+    fs::write(gofer.root().join("f"), b"original").unwrap();
+    let (mut sock, root) = gofer.mounted_raw();
+    let walk = WalkReq {
+        dir_fd: root,
+        path: vec![SizedString::from("f")],
+    };
+    sock.send(Mid::Walk.as_u16(), &encode(&walk).unwrap(), &[])
+        .unwrap();
+    let walked = decode::<WalkResp>(sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().payload).unwrap();
+    let file = walked.inodes[0].control_fd;
+    let (mut channel, window) = open_channel(&mut sock);
+    let req = encode(&OpenAtReq {
+        fd: file,
+        flags: 0,
+        _pad: 0,
+    })
+    .unwrap();
+    // The flags follow the 8-byte FDID.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = [0_u32, 2]
+        .iter()
+        .map(|flags| (PAYLOAD + 8, flags.to_le_bytes().to_vec()))
+        .collect();
+    let flip = flipper(window, writes, Arc::clone(&stop));
+    let (mut opened, mut refused) = (0, 0);
+    for _ in 0..ROUNDS / 4 {
+        let frame = channel
+            .call(Mid::OpenAt.as_u16(), &req, 1, MAX_MESSAGE_SIZE as usize)
+            .unwrap();
+        if frame.mid == 0 {
+            assert_eq!(
+                decode::<ErrorResp>(frame.payload).unwrap().errno,
+                Errno::EROFS
+            );
+            refused += 1;
+            continue;
+        }
+        opened += 1;
+        for fd in &frame.fds {
+            let mode = rustix::fs::fcntl_getfl(fd.as_fd()).unwrap() & rustix::fs::OFlags::RWMODE;
+            assert_eq!(
+                mode,
+                rustix::fs::OFlags::RDONLY,
+                "a writable FD on a read-only share"
+            );
+        }
+        let open = decode::<OpenAtResp>(frame.payload).unwrap().open_fd;
+        let close = encode(&CloseReq { fds: vec![open] }).unwrap();
+        channel
+            .call(Mid::Close.as_u16(), &close, 0, MAX_MESSAGE_SIZE as usize)
+            .unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    flip.join().unwrap();
+    assert!(
+        opened > 0 && refused > 0,
+        "opened {opened}, refused {refused}"
+    );
+    assert_eq!(fs::read(gofer.root().join("f")).unwrap(), b"original");
+}
