@@ -97,7 +97,7 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     init_logging(config.log_level);
     if config.sandbox == SandboxMode::Namespace {
         // Returns only in the child; the parent waits for it and exits as it did.
-        namespace::enter(config.seccomp)
+        namespace::enter(config.fd, config.seccomp)
             .map_err(|err| sandbox_error("--sandbox namespace", &err))?;
     }
     let inherited = config

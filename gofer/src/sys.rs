@@ -249,10 +249,12 @@ pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
-/// Closes every FD from `first` up. Only for the sandbox's waiting parent, which owns no
-/// Rust object holding any of them.
-pub(crate) fn close_fds_from(first: u32) {
-    close_range(first, u32::MAX);
+/// Closes the inherited FD `fd` (the `--fd` connection) in the sandbox's waiting parent,
+/// which never wraps it in an owner (the child does).
+pub(crate) fn close_inherited(fd: RawFd) {
+    if let Ok(fd) = u32::try_from(fd) {
+        close_range(fd, fd);
+    }
 }
 
 /// Closes every FD from 3 up except `keep` (the `--fd` connection): whatever else the

@@ -59,18 +59,28 @@ impl Gofer {
         gofer
     }
 
+    /// Waits until the gofer answers a Mount: the socket listens before the gofer has
+    /// finished confining itself, and the accept loop (so the answer) comes after.
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while UnixStream::connect(&self.socket).is_err() {
+        while !self.answers_mount() {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("gofer exited during start-up: {status}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "gofer did not listen within 10 s"
-            );
+            assert!(Instant::now() < deadline, "gofer did not serve within 10 s");
             sleep(Duration::from_millis(5));
         }
+    }
+
+    fn answers_mount(&self) -> bool {
+        let Ok(stream) = UnixStream::connect(&self.socket) else {
+            return false;
+        };
+        let mut sock = FramedSocket::new(OwnedFd::from(stream));
+        sock.send(Mid::Mount.as_u16(), &[], &[]).is_ok()
+            && sock
+                .recv(MAX_MESSAGE_SIZE, 1)
+                .is_ok_and(|frame| frame.mid == Mid::Mount.as_u16())
     }
 
     /// The served directory.
