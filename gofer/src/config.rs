@@ -95,8 +95,9 @@ pub struct Config {
     #[arg(long, value_name = "N")]
     pub max_fds: Option<usize>,
 
-    /// Most shared-memory channels one connection may create (ENOMEM beyond; 0 leaves
-    /// clients on the socket).
+    /// Most shared-memory channels one connection may create (ENOMEM beyond). 0 keeps
+    /// lisafs-rs clients on the socket, but gVisor's client cannot mount without a
+    /// channel: keep at least 1 for gVisor sandboxes.
     #[arg(long, value_name = "N", default_value_t = ServerOptions::default().max_channels)]
     pub max_channels: usize,
 
