@@ -311,16 +311,7 @@ fn accept_loop(
                     continue;
                 }
                 let slot = ConnectionSlot(Arc::clone(&active));
-                let server = Arc::clone(server);
-                let spawned = std::thread::Builder::new()
-                    .name("lisafs-conn".into())
-                    .spawn(move || {
-                        let _slot = slot;
-                        if let Err(err) = server.serve(FramedSocket::new(conn)) {
-                            tracing::warn!("connection ended: {err}");
-                        }
-                    });
-                if let Err(err) = spawned {
+                if let Err(err) = server.spawn_holding(FramedSocket::new(conn), slot) {
                     tracing::warn!("cannot start a connection thread: {err}");
                 }
             }

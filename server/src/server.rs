@@ -106,10 +106,21 @@ impl<B: Backend> Server<B> {
 
     /// Serves one connection on a new thread; errors are logged.
     pub fn spawn(self: &Arc<Self>, socket: FramedSocket) -> std::io::Result<JoinHandle<()>> {
+        self.spawn_holding(socket, ())
+    }
+
+    /// [`Server::spawn`], keeping `held` until the connection ends (a slot of a connection
+    /// cap, say, given back when it is dropped).
+    pub fn spawn_holding<T: Send + 'static>(
+        self: &Arc<Self>,
+        socket: FramedSocket,
+        held: T,
+    ) -> std::io::Result<JoinHandle<()>> {
         let server = Arc::clone(self);
         std::thread::Builder::new()
             .name("lisafs-conn".into())
             .spawn(move || {
+                let _held = held;
                 if let Err(err) = server.serve(socket) {
                     tracing::warn!("connection ended: {err}");
                 }
