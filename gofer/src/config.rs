@@ -1,11 +1,16 @@
-//! The `gofer` command line.
+//! The `gofer` command line. Without the `cli` feature only the option enums remain.
 
+#[cfg(feature = "cli")]
 use std::path::PathBuf;
+#[cfg(feature = "cli")]
 use std::time::Duration;
 
+#[cfg(feature = "cli")]
 use clap::{ArgGroup, Parser, ValueEnum};
+#[cfg(feature = "cli")]
 use lisafs_server::{ServerOptions, SpinPolicy};
 
+#[cfg(feature = "cli")]
 use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
 
 /// Serve a host directory to lisafs clients (gVisor's sentry or `lisafs`).
@@ -13,6 +18,7 @@ use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
 /// Every name a client sends is resolved one component at a time beneath --root; host
 /// symlinks are never followed. Special files (FIFOs, host Unix sockets, devices) and
 /// set-ID bits are refused unless enabled below.
+#[cfg(feature = "cli")]
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gofer", version)]
 #[command(group(ArgGroup::new("connection").required(true).args(["socket", "fd"])))]
@@ -113,7 +119,8 @@ pub struct Config {
 }
 
 /// `--host-uds`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
 pub enum HostUds {
     /// No host Unix sockets.
     None,
@@ -126,7 +133,8 @@ pub enum HostUds {
 }
 
 /// `--host-fifo`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
 pub enum HostFifo {
     /// FIFOs cannot be opened.
     None,
@@ -135,7 +143,8 @@ pub enum HostFifo {
 }
 
 /// `--sandbox`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
 pub enum SandboxMode {
     /// Own namespaces and the share as the root.
     Namespace,
@@ -146,7 +155,8 @@ pub enum SandboxMode {
 }
 
 /// `--seccomp`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
 pub enum SeccompAction {
     /// Kill the process on a system call outside the allowlist.
     Kill,
@@ -160,7 +170,8 @@ pub enum SeccompAction {
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 
 /// `--log-level`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
 pub enum LogLevel {
     /// Errors only.
     Error,
@@ -187,6 +198,7 @@ impl LogLevel {
     }
 }
 
+#[cfg(feature = "cli")]
 impl Config {
     /// The host backend's policy.
     pub fn host_options(&self) -> HostOptions {
@@ -215,7 +227,7 @@ impl Config {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "cli"))]
 mod tests {
     use clap::CommandFactory;
 

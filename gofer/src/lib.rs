@@ -11,11 +11,16 @@
 //!
 //! It contains no protocol parsing: that is `lisafs-protocol` and `lisafs-server`.
 
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod host;
 pub mod limits;
+#[cfg(feature = "cli")]
 mod sandbox;
+// Without `cli`, the start-up helpers (fork, unshare, mount attributes, inherited FDs) have
+// no caller; the host backend uses only the xattr and fsuid calls.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
 mod sys;
 
 pub use lisafs_protocol::wire;

@@ -54,7 +54,8 @@ pub struct HostOptions {
 
 /// Extended-attribute namespaces clients may use (`gofer --xattr`); the others are
 /// `EOPNOTSUPP`, and FListXattr leaves them out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum XattrPolicy {
     /// None at all.
     None,
@@ -66,7 +67,8 @@ pub enum XattrPolicy {
 }
 
 /// One kind of special file MknodAt may create (`gofer --mknod`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum MknodKind {
     /// FIFOs.
     Fifo,
