@@ -43,8 +43,12 @@ pub struct Config {
     #[arg(long)]
     pub readonly: bool,
 
-    /// Donate a read-only directory FD of the root with Mount (a client holding it can
-    /// climb out of the root with "..": only for trusted clients).
+    /// Donate a fresh read-only directory FD of the root with Mount and with OpenAt of the
+    /// mount point, as gVisor's sentry needs with --directfs=true (no other directory is
+    /// ever donated). Its holder reaches the whole share directly, under its own
+    /// credentials and outside the gofer's policy (only nosuid, nodev and --readonly
+    /// hold): only for trusted clients. ".." from it stays at the root of the gofer's
+    /// detached mount, except in the unprivileged --sandbox none fallback.
     #[arg(long)]
     pub donate_mount_fd: bool,
 
