@@ -35,10 +35,21 @@ impl<B: Backend> Connection<B> {
         let new =
             Channel::create(MAX_MESSAGE_SIZE, self.server.options().spin).map_err(channel_errno)?;
         let stop = new.channel.shutdown_handle();
+        // Counted here, not by the thread (which may not have run when the client has its
+        // channel); the thread's end uncounts it.
+        let metrics = self.server.metrics();
+        if let Some(metrics) = metrics {
+            metrics.channel_started();
+        }
         let thread = std::thread::Builder::new()
             .name("lisafs-chan".into())
             .spawn(move || serve_channel(&me, new.channel))
-            .map_err(|_| Errno::EAGAIN)?;
+            .map_err(|_| {
+                if let Some(metrics) = metrics {
+                    metrics.channel_ended();
+                }
+                Errno::EAGAIN
+            })?;
         channels.push(Running { stop, thread });
         let [memfd, sock] = new.donate;
         Ok((AnyResponse::Channel(new.resp), vec![memfd, sock]))
@@ -82,6 +93,9 @@ fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
             channel.shutdown_handle().shutdown();
         }
         Ok(()) => {}
+    }
+    if let Some(metrics) = conn.server.metrics() {
+        metrics.channel_ended();
     }
 }
 

@@ -1,12 +1,14 @@
 //! One mount: its FD table and the handling of each request, in the order SPEC.md §8.2
 //! gives: MID known and supported (EOPNOTSUPP), mounted (EINVAL), body decodes (EIO),
 //! read-only (EROFS), then the handler, whose panic becomes EREMOTEIO and whose response
-//! must fit the message limit (EIO).
+//! must fit the message limit (EIO). With metrics on, each request is timed and counted
+//! here, whichever communicator (socket or channel) it came from.
 
 use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
+use std::time::Instant;
 
 use lisafs_protocol::wire::{
     encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, MAX_MESSAGE_SIZE,
@@ -48,9 +50,10 @@ pub(crate) struct Connection<B: Backend> {
 impl<B: Backend> Connection<B> {
     pub(crate) fn new(server: Arc<Server<B>>) -> Arc<Self> {
         let max = server.options().max_fds;
+        let metrics = server.metrics.clone();
         Arc::new_cyclic(|me| Self {
             server,
-            fds: Mutex::new(FdTable::new(max)),
+            fds: Mutex::new(FdTable::new(max, metrics)),
             mounted: AtomicBool::new(false),
             me: me.clone(),
             channels: Mutex::new(Vec::new()),
@@ -66,18 +69,34 @@ impl<B: Backend> Connection<B> {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> (u16, Vec<OwnedFd>) {
-        out.clear();
-        let result = self.check_and_run(raw_mid, payload);
-        let (resp, fds) = match result {
-            Ok(done) => done,
-            Err(errno) => return error_response(errno, out),
+        let result = match self.server.metrics.as_deref() {
+            None => self.respond(raw_mid, payload, out),
+            Some(metrics) => {
+                let start = Instant::now();
+                let result = self.respond(raw_mid, payload, out);
+                metrics.record(raw_mid, result.as_ref().err().copied(), start.elapsed());
+                result
+            }
         };
+        result.unwrap_or_else(|errno| error_response(errno, out))
+    }
+
+    /// Runs the request and encodes its response into `out`, or fails with the errno to
+    /// answer.
+    fn respond(
+        &self,
+        raw_mid: u16,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(u16, Vec<OwnedFd>), Errno> {
+        out.clear();
+        let (resp, fds) = self.check_and_run(raw_mid, payload)?;
         if resp.encode_into(out).is_err() || out.len() > MAX_MESSAGE_SIZE as usize {
             // The FDs (and any FDIDs the handler created) cannot reach the client.
             drop(fds);
-            return error_response(Errno::EIO, out);
+            return Err(Errno::EIO);
         }
-        (resp.mid().as_u16(), fds)
+        Ok((resp.mid().as_u16(), fds))
     }
 
     fn check_and_run(&self, raw_mid: u16, payload: &[u8]) -> Reply {

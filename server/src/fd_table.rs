@@ -12,6 +12,7 @@ use std::sync::Arc;
 use lisafs_protocol::wire::{Errno, FdId, Inode, Statx, S_IFDIR, S_IFLNK, S_IFMT, S_IFSOCK};
 
 use crate::backend::{Backend, Node};
+use crate::metrics::{FdKind, Metrics};
 use crate::node_lock::NodeLock;
 
 /// A file the client can name: metadata, traversal and creation go through it.
@@ -68,6 +69,16 @@ pub(crate) enum FdEntry<B: Backend> {
     BoundSocket(Arc<BoundSocketFd<B>>),
 }
 
+impl<B: Backend> FdEntry<B> {
+    fn kind(&self) -> FdKind {
+        match self {
+            Self::Control(_) => FdKind::Control,
+            Self::Open(_) => FdKind::Open,
+            Self::BoundSocket(_) => FdKind::BoundSocket,
+        }
+    }
+}
+
 impl<B: Backend> Clone for FdEntry<B> {
     fn clone(&self) -> Self {
         match self {
@@ -83,14 +94,17 @@ pub(crate) struct FdTable<B: Backend> {
     entries: HashMap<u64, FdEntry<B>>,
     next: u64,
     max: usize,
+    /// The server's metrics, whose `lisafs_fds` gauges follow the entries.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<B: Backend> FdTable<B> {
-    pub(crate) fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize, metrics: Option<Arc<Metrics>>) -> Self {
         Self {
             entries: HashMap::new(),
             next: 1,
             max,
+            metrics,
         }
     }
 
@@ -108,6 +122,9 @@ impl<B: Backend> FdTable<B> {
         let id = self.next;
         // 2^64 IDs cannot be used up at any real request rate; refuse rather than reuse.
         self.next = id.checked_add(1).ok_or(Errno::EMFILE)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.fd_added(entry.kind());
+        }
         self.entries.insert(id, entry);
         Ok(FdId(id))
     }
@@ -133,6 +150,21 @@ impl<B: Backend> FdTable<B> {
 
     /// Removes an entry; the caller drops it after releasing the table lock.
     pub(crate) fn remove(&mut self, id: FdId) -> Option<FdEntry<B>> {
-        self.entries.remove(&id.0)
+        let entry = self.entries.remove(&id.0)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.fd_removed(entry.kind());
+        }
+        Some(entry)
+    }
+}
+
+impl<B: Backend> Drop for FdTable<B> {
+    /// The connection's end releases what the client still held.
+    fn drop(&mut self) {
+        if let Some(metrics) = &self.metrics {
+            for entry in self.entries.values() {
+                metrics.fd_removed(entry.kind());
+            }
+        }
     }
 }

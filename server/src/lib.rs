@@ -10,11 +10,13 @@ mod channels;
 mod connection;
 mod fd_table;
 mod handlers;
+pub mod metrics;
 mod name;
 mod node_lock;
 mod server;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
+pub use metrics::Metrics;
 pub use name::Name;
 pub use server::{ServeError, Server, ServerOptions};
 

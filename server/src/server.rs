@@ -3,6 +3,7 @@
 use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use lisafs_protocol::transport::channel::SpinPolicy;
 use lisafs_protocol::transport::socket::{FramedSocket, SocketError};
@@ -11,6 +12,7 @@ use parking_lot::RwLock;
 
 use crate::backend::Backend;
 use crate::connection::Connection;
+use crate::metrics::Metrics;
 use crate::node_lock::NodeLocks;
 
 /// An oversized request up to this size is read and dropped so the client gets `EIO` and
@@ -29,6 +31,9 @@ pub struct ServerOptions {
     pub max_channels: usize,
     /// How channel threads wait for requests (see [`SpinPolicy`]).
     pub spin: SpinPolicy,
+    /// Record [`Metrics`] (request counts, errors, latencies, bytes, FDs, connections and
+    /// channels), read with [`Server::metrics`]. Off, a request pays one branch for them.
+    pub metrics: bool,
 }
 
 impl Default for ServerOptions {
@@ -38,6 +43,7 @@ impl Default for ServerOptions {
             max_fds: 100_000,
             max_channels: 4,
             spin: SpinPolicy::default(),
+            metrics: false,
         }
     }
 }
@@ -64,6 +70,8 @@ pub struct Server<B: Backend> {
     /// creates names, so a multi-component walk never sees half a rename.
     pub(crate) rename_lock: RwLock<()>,
     pub(crate) node_locks: Arc<NodeLocks>,
+    /// Present when [`ServerOptions::metrics`] is set or built by [`Server::with_metrics`].
+    pub(crate) metrics: Option<Arc<Metrics>>,
 }
 
 impl<B: Backend> std::fmt::Debug for Server<B> {
@@ -75,13 +83,27 @@ impl<B: Backend> std::fmt::Debug for Server<B> {
 }
 
 impl<B: Backend> Server<B> {
-    /// A server for `backend`.
+    /// A server for `backend`; with [`ServerOptions::metrics`], it records into metrics
+    /// of its own, which [`Server::metrics`] returns.
     pub fn new(backend: B, options: ServerOptions) -> Arc<Self> {
+        let metrics = options.metrics.then(Arc::default);
+        Self::build(backend, options, metrics)
+    }
+
+    /// A server for `backend` that records what every connection does in `metrics`
+    /// (shared with other servers, or created before the server), whatever
+    /// [`ServerOptions::metrics`] says.
+    pub fn with_metrics(backend: B, options: ServerOptions, metrics: Arc<Metrics>) -> Arc<Self> {
+        Self::build(backend, options, Some(metrics))
+    }
+
+    fn build(backend: B, options: ServerOptions, metrics: Option<Arc<Metrics>>) -> Arc<Self> {
         Arc::new(Self {
             backend,
             options,
             rename_lock: RwLock::new(()),
             node_locks: Arc::default(),
+            metrics,
         })
     }
 
@@ -95,9 +117,18 @@ impl<B: Backend> Server<B> {
         &self.options
     }
 
+    /// The metrics of every connection ([`crate::metrics`] lists them), if
+    /// [`ServerOptions::metrics`] is set or the server was built
+    /// [`with_metrics`](Server::with_metrics). Render them with [`Metrics::render`] from
+    /// any thread.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
     /// Serves one connection on the calling thread until the client closes it. Every host
     /// resource of the connection is released before this returns.
     pub fn serve(self: &Arc<Self>, socket: FramedSocket) -> Result<(), ServeError> {
+        let _live = self.metrics.as_deref().map(Metrics::connection);
         let conn = Connection::new(Arc::clone(self));
         let result = serve_socket(&conn, socket);
         conn.stop_channels();
@@ -138,8 +169,12 @@ fn serve_socket<B: Backend>(
         let (mid, fds) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
             Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out),
             Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
+                let start = Instant::now();
                 socket.discard(len)?;
                 tracing::debug!("MID {mid}: {len}-byte request exceeds the limit");
+                if let Some(metrics) = conn.server.metrics() {
+                    metrics.record(mid, Some(Errno::EIO), start.elapsed());
+                }
                 conn.error(Errno::EIO, &mut out)
             }
             Err(SocketError::Oversized { len, .. }) => return Err(ServeError::Oversized { len }),

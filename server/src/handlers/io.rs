@@ -19,9 +19,11 @@ impl<B: Backend> Connection<B> {
             .server
             .backend()
             .write(&fd.open, req.offset, &req.data)?;
-        Ok(PWriteResp {
-            count: count as u64,
-        })
+        let count = count as u64;
+        if let Some(metrics) = self.server.metrics() {
+            metrics.add_written(count);
+        }
+        Ok(PWriteResp { count })
     }
 
     pub(crate) fn pread(&self, req: PReadReq) -> Result<PReadResp, Errno> {
@@ -40,6 +42,9 @@ impl<B: Backend> Connection<B> {
             .backend()
             .read(&fd.open, req.offset, &mut data)?;
         data.truncate(n);
+        if let Some(metrics) = self.server.metrics() {
+            metrics.add_read(n);
+        }
         Ok(PReadResp { data })
     }
 
