@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod limits;
+pub mod metrics_endpoint;
 #[cfg(feature = "cli")]
 mod sandbox;
 // Without `cli`, the start-up helpers (fork, unshare, mount attributes, inherited FDs) have

@@ -353,6 +353,12 @@ mod check {
     pub(super) const PRCTL: Args = Args::OneOf(0, &[c(libc::PR_SET_NAME)]);
     /// `socket`/`socketpair`: Unix domain only.
     pub(super) const UNIX: Args = Args::OneOf(0, &[c(libc::AF_UNIX)]);
+    /// `setsockopt`: the option (argument 2) is a receive or send timeout, in the old or
+    /// the new layout (`SO_RCVTIMEO_OLD` 20, `SO_SNDTIMEO_OLD` 21, `SO_RCVTIMEO_NEW` 66,
+    /// `SO_SNDTIMEO_NEW` 67 on every architecture the filter is built for; rustix sets the
+    /// new one, the old one on kernels before 5.1). The level is not checked: the sockets
+    /// the gofer creates are all `AF_UNIX`, whose only option level is `SOL_SOCKET`.
+    pub(super) const TIMEOUTS: Args = Args::OneOf(2, &[20, 21, 66, 67]);
 }
 
 /// Calls that fail with an errno (one filter each), whatever the action for calls outside
@@ -417,6 +423,10 @@ const BASE: &[Call] = &[
     call!(SYS_recvfrom),
     call!(SYS_shutdown),
     call!(SYS_socketpair, check::UNIX),
+    // The metrics endpoint (`--metrics-socket`, `metrics_endpoint`) bounds each read and
+    // write of its connection by the time left, so a slow client cannot pin it; its other
+    // calls (`accept4`, `read`, `sendmsg`, `close`, the back-off sleep) are listed here.
+    call!(SYS_setsockopt, check::TIMEOUTS),
     call!(SYS_memfd_create),
     call!(SYS_futex),
     // Memory.
