@@ -3,23 +3,22 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
 use clap::Parser;
-use lisafs_protocol::transport::socket::FramedSocket;
 use lisafs_protocol::wire::Errno;
-use lisafs_server::{ServeError, Server};
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, StatxFlags, CWD};
-use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
+use lisafs_server::Server;
+use rustix::fs::{Mode, OFlags};
+use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, LogLevel, SandboxMode};
+use crate::config::{Config, LogFormat, LogLevel, SandboxMode};
 use crate::host::{HostBackend, ShareMount};
+use crate::limits;
+use crate::sandbox::supervisor::{self, Ready, Supervisor};
 use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
-use crate::{limits, sys};
+use crate::service::serve::{self, Ended, StopSignals};
+use crate::service::{listener, systemd, Notifier, SocketFile, Source};
 
 /// Why the gofer could not start or stopped serving. Each message is one line naming the
 /// flag at fault.
@@ -41,14 +40,16 @@ pub enum StartError {
         /// What is wrong with it.
         reason: String,
     },
-    /// Serving the `--fd` connection failed.
-    #[error("--fd {fd}: {source}")]
+    /// Serving stopped on an error of the listening socket.
+    #[error("serving: {reason}")]
     Serve {
-        /// The FD number given.
-        fd: i32,
-        /// The transport failure.
-        source: ServeError,
+        /// What failed.
+        reason: String,
     },
+    /// systemd socket activation passed what the gofer cannot serve, or clashes with a
+    /// flag.
+    #[error("{0}")]
+    Activation(String),
     /// The gofer could not confine itself as `--sandbox`/`--seccomp` ask.
     #[error("cannot confine the gofer: {reason}")]
     Sandbox {
@@ -58,8 +59,8 @@ pub enum StartError {
     /// `--max-fds` and `--max-connections` do not fit in the open-file limit.
     #[error("{0}")]
     Limits(String),
-    /// Neither `--socket` nor `--fd` was given.
-    #[error("one of --socket and --fd is required")]
+    /// Neither `--socket` nor `--fd` was given, nor a socket by systemd.
+    #[error("one of --socket and --fd is required (or systemd socket activation)")]
     NoConnection,
     /// `--socket` cannot be listened on.
     #[error("--socket {}: {reason}", path.display())]
@@ -75,7 +76,6 @@ pub enum StartError {
 /// exits 1 with a one-line message on standard error if the gofer cannot start.
 pub fn main() -> ExitCode {
     let config = Config::parse();
-    sys::close_inherited_except(config.fd);
     match run(&config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -86,42 +86,61 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs the gofer as configured: confines the process around the share, then serves.
+/// Runs the gofer as configured: confines the process around the share, then serves until
+/// the connection source closes or a stop signal arrives.
 ///
-/// The order matters: namespaces are entered (and the process forks) while it has one
-/// thread; the listening socket is created while host paths are reachable; the
-/// `/proc/self/fd` handle is opened before `/proc` goes away with the old root;
-/// capabilities are dropped, Landlock and seccomp installed last, still on one thread, so
-/// every connection thread inherits them.
+/// The order matters: inherited FDs other than the connection are closed first; the
+/// connection source (and systemd's notification socket) are opened while host paths and
+/// the host's network namespace are reachable; namespaces are entered and the process forks
+/// while it has one thread; the `/proc/self/fd` handle is opened before `/proc` goes away
+/// with the old root; capabilities are dropped, Landlock and seccomp installed last, still
+/// on one thread, so every connection thread inherits them.
 pub fn run(config: &Config) -> Result<(), StartError> {
-    init_logging(config.log_level);
-    if config.sandbox == SandboxMode::Namespace {
-        // Returns only in the child; the parent waits for it and exits as it did.
-        namespace::enter(config.fd, config.seccomp)
-            .map_err(|err| sandbox_error("--sandbox namespace", &err))?;
-    }
-    let inherited = config
-        .fd
-        .map(|fd| take_connection(fd).map_err(|reason| StartError::Fd { fd, reason }))
-        .transpose()?;
-    // An inherited connection is the only one the gofer will serve.
-    let connections = match inherited {
-        Some(_) => 1,
-        None => config.max_connections,
+    init_logging(config.log_level, config.log_format);
+    let inherited = inherited_fd(config)?;
+    crate::sys::close_inherited_except(inherited);
+    let notifier = Notifier::from_env().unwrap_or_else(|err| {
+        tracing::warn!("NOTIFY_SOCKET: {err}; systemd will not hear that the gofer is ready");
+        None
+    });
+    // A bad --root fails here, before a socket file exists.
+    rustix::fs::open(
+        &config.root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|err| StartError::Root {
+        path: config.root.clone(),
+        reason: os_reason(&err.into()),
+    })?;
+    let (source, socket_file) = connection_source(config, inherited)?;
+    let connections = match source {
+        Source::Connected(_) => 1,
+        Source::Listening(_) => config.max_connections,
     };
+    let (source, mut readiness) = match config.sandbox {
+        SandboxMode::None => (source, Readiness::Direct(notifier, socket_file)),
+        mode => {
+            if mode == SandboxMode::Namespace {
+                namespace::unshare().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
+            }
+            let supervisor = Supervisor {
+                socket_file,
+                notifier,
+                seccomp: config.seccomp,
+            };
+            let (source, ready) = supervisor::fork(supervisor, source)
+                .map_err(|err| sandbox_error("the supervising parent", &err))?;
+            (source, Readiness::Supervised(ready))
+        }
+    };
+    let signals = StopSignals::install().map_err(|err| sandbox_error("signal handlers", &err))?;
     let max_fds = limits::plan(config.max_fds, connections)
         .map_err(|err| StartError::Limits(err.to_string()))?;
     if config.sandbox == SandboxMode::Namespace {
         namespace::private_mounts().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
     }
     let (root, mount) = open_share(config)?;
-    let source = match (inherited, &config.socket) {
-        (Some(socket), _) => Source::Inherited(socket),
-        (None, Some(path)) => {
-            Source::Listener(listen_at(path).map_err(|err| socket_error(path, &err))?)
-        }
-        (None, None) => return Err(StartError::NoConnection),
-    };
     let mut layers = Vec::new();
     confine_root(config, root.as_fd(), &mut layers)?;
     let backend = HostBackend::with_root(root, mount, config.host_options()).map_err(|err| {
@@ -139,17 +158,93 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let mut options = config.server_options();
     options.max_fds = max_fds;
     let server = Server::new(backend, options);
-    match source {
-        Source::Inherited(socket) => {
-            server
-                .serve(FramedSocket::new(socket))
-                .map_err(|source| StartError::Serve {
-                    fd: config.fd.unwrap_or(-1),
-                    source,
-                })
+    let ended = serve::serve(&server, source, connections, signals, || readiness.ready()).map_err(
+        |err| StartError::Serve {
+            reason: os_reason(&err),
+        },
+    )?;
+    match ended {
+        Ended::Closed => tracing::info!("the connection closed; exiting"),
+        Ended::Stopped { signal, cut: 0 } => {
+            tracing::info!(signal = serve::signal_name(signal), "stopped");
         }
-        Source::Listener(listener) => accept_loop(&server, &listener, config.max_connections)
-            .map_err(|err| socket_error(config.socket.as_deref().unwrap_or(Path::new("")), &err)),
+        Ended::Stopped { signal, cut } => tracing::warn!(
+            signal = serve::signal_name(signal),
+            cut,
+            "stopped; connections that did not finish in time were cut off"
+        ),
+    }
+    readiness.stopped();
+    Ok(())
+}
+
+/// The inherited FD to serve: `--fd`, or the socket systemd passed.
+fn inherited_fd(config: &Config) -> Result<Option<i32>, StartError> {
+    let activated = systemd::activation_fd().map_err(StartError::Activation)?;
+    match (activated, &config.socket, config.fd) {
+        (None, _, fd) => Ok(fd),
+        (Some(fd), None, None) => Ok(Some(fd)),
+        (Some(_), _, _) => Err(StartError::Activation(
+            "systemd passed a socket (LISTEN_FDS): drop --socket and --fd".into(),
+        )),
+    }
+}
+
+/// The connection source: the inherited socket, or a new listening one at `--socket` with
+/// the socket file to remove at the end.
+fn connection_source(
+    config: &Config,
+    inherited: Option<i32>,
+) -> Result<(Source, Option<SocketFile>), StartError> {
+    match (inherited, &config.socket) {
+        (Some(fd), _) => {
+            let source = listener::inherited(fd).map_err(|err| StartError::Fd {
+                fd,
+                reason: os_reason(&err),
+            })?;
+            Ok((source, None))
+        }
+        (None, Some(path)) => {
+            let (socket, file) = listener::listen_at(path).map_err(|err| StartError::Socket {
+                path: path.clone(),
+                reason: os_reason(&err),
+            })?;
+            Ok((Source::Listening(socket), Some(file)))
+        }
+        (None, None) => Err(StartError::NoConnection),
+    }
+}
+
+/// Who hears that the gofer serves, and who removes the socket file when it stops.
+enum Readiness {
+    /// The supervising parent (which tells systemd, and removes the file).
+    Supervised(Ready),
+    /// Unconfined, the process itself.
+    Direct(Option<Notifier>, Option<SocketFile>),
+}
+
+impl Readiness {
+    fn ready(&mut self) {
+        match self {
+            Self::Supervised(ready) => ready.signal(),
+            Self::Direct(Some(notifier), _) => notifier.notify("READY=1"),
+            Self::Direct(None, _) => {}
+        }
+    }
+
+    /// Serving has ended: unconfined, remove the socket file (the supervising parent does
+    /// that once the child is gone).
+    fn stopped(&mut self) {
+        if let Self::Direct(notifier, file) = self {
+            if let Some(notifier) = notifier {
+                notifier.notify("STOPPING=1");
+            }
+            if let Some(file) = file.take() {
+                if let Err(err) = file.remove() {
+                    tracing::warn!("cannot remove the socket file: {err}");
+                }
+            }
+        }
     }
 }
 
@@ -249,21 +344,6 @@ fn sandbox_error(what: &str, err: &io::Error) -> StartError {
     }
 }
 
-/// Where connections come from.
-enum Source {
-    /// One connected socket (`--fd`).
-    Inherited(OwnedFd),
-    /// A listening socket (`--socket`).
-    Listener(OwnedFd),
-}
-
-fn socket_error(path: &Path, err: &io::Error) -> StartError {
-    StartError::Socket {
-        path: path.to_path_buf(),
-        reason: os_reason(err),
-    }
-}
-
 /// An OS error as the C library describes it; other errors as they display.
 fn os_reason(err: &io::Error) -> String {
     match err.raw_os_error().and_then(|raw| u32::try_from(raw).ok()) {
@@ -272,118 +352,18 @@ fn os_reason(err: &io::Error) -> String {
     }
 }
 
-/// Logs to standard error (never to a client) at `level`.
-fn init_logging(level: LogLevel) {
-    let _ = tracing_subscriber::fmt()
+/// Logs to standard error (never to a client): at `level`, or as `RUST_LOG` says if it is
+/// set, in `format`.
+fn init_logging(level: LogLevel, format: LogFormat) {
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::new(directives),
+        _ => EnvFilter::new(level.level().as_str()),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_writer(io::stderr)
-        .with_max_level(level.level())
-        .with_target(false)
-        .try_init();
-}
-
-/// Takes ownership of the inherited FD `fd` after checking that it is a socket.
-fn take_connection(fd: i32) -> Result<OwnedFd, String> {
-    let owned = sys::take_inherited_fd(fd).map_err(|err| os_reason(&err))?;
-    let stat = rustix::fs::fstat(&owned).map_err(|err| os_reason(&err.into()))?;
-    if FileType::from_raw_mode(stat.st_mode) != FileType::Socket {
-        return Err(Errno::ENOTSOCK.to_string());
-    }
-    rustix::io::fcntl_setfd(&owned, rustix::io::FdFlags::CLOEXEC)
-        .map_err(|err| os_reason(&err.into()))?;
-    Ok(owned)
-}
-
-/// Serves each connection to `listener` on its own thread, at most `max` at once (a
-/// connection beyond that is closed at once); returns only if the listening socket fails
-/// for good.
-fn accept_loop(
-    server: &Arc<Server<HostBackend>>,
-    listener: &OwnedFd,
-    max: usize,
-) -> io::Result<()> {
-    let active = Arc::new(AtomicUsize::new(0));
-    loop {
-        match rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
-            Ok(conn) => {
-                if active.fetch_add(1, Ordering::SeqCst) >= max {
-                    active.fetch_sub(1, Ordering::SeqCst);
-                    tracing::warn!(max, "refused a connection: --max-connections reached");
-                    continue;
-                }
-                let slot = ConnectionSlot(Arc::clone(&active));
-                if let Err(err) = server.spawn_holding(FramedSocket::new(conn), slot) {
-                    tracing::warn!("cannot start a connection thread: {err}");
-                }
-            }
-            Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => {}
-            Err(
-                err @ (rustix::io::Errno::MFILE
-                | rustix::io::Errno::NFILE
-                | rustix::io::Errno::NOMEM
-                | rustix::io::Errno::NOBUFS),
-            ) => {
-                // Out of resources: wait for connections to end instead of spinning.
-                tracing::warn!("accept: {err}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(err) => return Err(err.into()),
-        }
-    }
-}
-
-/// One of `--max-connections`, given back when the connection's thread ends.
-struct ConnectionSlot(Arc<AtomicUsize>);
-
-impl Drop for ConnectionSlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-/// Whether something listens on the socket file at `path`: a stale file (its gofer is
-/// gone) refuses the connection.
-fn is_live(path: &Path) -> io::Result<bool> {
-    let probe = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
-    )?;
-    match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
-        // EAGAIN: a full backlog is a live listener too.
-        Ok(()) | Err(rustix::io::Errno::AGAIN) => Ok(true),
-        Err(rustix::io::Errno::CONNREFUSED) => Ok(false),
-        Err(err) => Err(err.into()),
-    }
-}
-
-/// A listening socket at `path`, replacing a stale socket file but nothing else. The
-/// socket file is mode 0600: whoever can connect can use the whole share.
-fn listen_at(path: &Path) -> io::Result<OwnedFd> {
-    match rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE) {
-        Ok(st) if FileType::from_raw_mode(st.stx_mode.into()) == FileType::Socket => {
-            if is_live(path)? {
-                return Err(io::Error::new(
-                    io::ErrorKind::AddrInUse,
-                    "another process is listening on it",
-                ));
-            }
-            rustix::fs::unlink(path)?;
-        }
-        Ok(_) => return Err(io::Error::from_raw_os_error(libc::EEXIST)),
-        Err(rustix::io::Errno::NOENT) => {}
-        Err(err) => return Err(err.into()),
-    }
-    let addr = SocketAddrUnix::new(path)?;
-    let socket = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    rustix::fs::fchmod(&socket, Mode::from_raw_mode(0o600))?;
-    rustix::net::bind(&socket, &addr)?;
-    rustix::net::listen(&socket, 128)?;
-    tracing::info!(socket = %path.display(), "listening");
-    Ok(socket)
+        .with_env_filter(filter);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }

@@ -21,7 +21,8 @@ use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
 #[cfg(feature = "cli")]
 #[derive(Debug, Clone, Parser)]
 #[command(name = "gofer", version)]
-#[command(group(ArgGroup::new("connection").required(true).args(["socket", "fd"])))]
+#[command(group(ArgGroup::new("connection").args(["socket", "fd"])))]
+#[command(after_help = AFTER_HELP)]
 pub struct Config {
     /// Directory to serve. It is opened once at startup; later changes to the path (a
     /// rename, a symlink swap) do not change what is served.
@@ -30,12 +31,12 @@ pub struct Config {
 
     /// Listen on a Unix socket at PATH and serve each connection as one mount. A stale
     /// socket file at PATH (nothing listens on it) is replaced; a live one, or any other
-    /// file, is an error.
+    /// file, is an error. The file is removed when the gofer stops.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
 
-    /// Serve the single connected socket inherited as file descriptor N, then exit when
-    /// the client closes it.
+    /// Serve the socket inherited as file descriptor N: a connected one is served until
+    /// the client closes it; a listening one like --socket.
     #[arg(long, value_name = "N")]
     pub fd: Option<i32>,
 
@@ -117,9 +118,44 @@ pub struct Config {
     #[arg(long, value_name = "MICROS", default_value_t = 200)]
     pub spin_us: u64,
 
-    /// Log level; logs go to standard error.
+    /// Log level: connections and start-up at info, refusals that look like attacks
+    /// (escape attempts, refused special files or xattrs) at warn, every failed request at
+    /// debug. Logs go to standard error. RUST_LOG, if set, overrides it (for example
+    /// RUST_LOG=lisafs_server=debug).
     #[arg(long, value_enum, value_name = "LEVEL", default_value_t = LogLevel::Info)]
     pub log_level: LogLevel,
+
+    /// Serve metrics (request counts and latencies by message, errors by errno, bytes,
+    /// open FDs, connections, channels) in the Prometheus text format over HTTP on a Unix
+    /// socket at PATH: `curl --unix-socket PATH http://gofer/metrics`. Mode 0600.
+    #[arg(long, value_name = "PATH")]
+    pub metrics_socket: Option<PathBuf>,
+
+    /// Log format: "text" (one readable line per event) or "json" (one JSON object per
+    /// line, for log collectors).
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// The part of `--help` after the options: what the flags do not say.
+#[cfg(feature = "cli")]
+const AFTER_HELP: &str = "\
+Connections: one of --socket and --fd, or a socket passed by systemd socket activation
+(LISTEN_FDS=1 and LISTEN_PID, as a .socket unit sets them). With NOTIFY_SOCKET set
+(Type=notify), the gofer sends READY=1 once it serves, and STOPPING=1 when it stops.
+
+Stopping: SIGTERM, SIGINT or SIGHUP stop the gofer gracefully: it stops accepting, lets
+requests in flight finish (up to 5 s), removes its socket file and exits 0. SIGQUIT, or a
+second signal, ends it at once.";
+
+/// `--log-format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(ValueEnum))]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// JSON lines.
+    Json,
 }
 
 /// `--host-uds`.
@@ -224,6 +260,7 @@ impl Config {
             readonly: self.readonly,
             max_fds: self.max_fds.unwrap_or(ServerOptions::default().max_fds),
             max_channels: self.max_channels,
+            metrics: self.metrics_socket.is_some(),
             spin: SpinPolicy {
                 max_spin: Duration::from_micros(self.spin_us),
             },
@@ -314,9 +351,17 @@ mod tests {
     }
 
     #[test]
-    fn exactly_one_of_socket_and_fd_is_required() {
-        assert!(parse(&["--root", "/srv"]).is_err());
+    fn socket_and_fd_exclude_each_other() {
+        // Neither parses: systemd may pass the socket (checked at start, `cli::run`).
+        assert!(parse(&["--root", "/srv"]).is_ok());
         assert!(parse(&["--root", "/srv", "--socket", "/s", "--fd", "3"]).is_err());
+    }
+
+    #[test]
+    fn log_format_is_text_or_json() {
+        let json = parse(&["--root", "/", "--fd", "3", "--log-format", "json"]).unwrap();
+        assert_eq!(json.log_format, LogFormat::Json);
+        assert!(parse(&["--root", "/", "--fd", "3", "--log-format", "xml"]).is_err());
     }
 
     #[test]

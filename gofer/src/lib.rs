@@ -7,7 +7,9 @@
 //! * [`cli`]: the program: start-up in order (namespaces, the share as a detached mount,
 //!   the pivot, capabilities, Landlock, seccomp; SPEC.md §13) and the serving loops.
 //! * [`limits`]: the open-file limit and the per-connection FD cap that fits in it.
-//! * `sandbox` (private): the confinement layers `cli` applies.
+//! * `sandbox` (private): the confinement layers `cli` applies, and the supervising parent.
+//! * `service` (private): the connection source (`--socket`, `--fd`, systemd socket
+//!   activation), readiness notification, and serving until a stop signal.
 //!
 //! It contains no protocol parsing: that is `lisafs-protocol` and `lisafs-server`.
 
@@ -19,6 +21,8 @@ pub mod limits;
 pub mod metrics_endpoint;
 #[cfg(feature = "cli")]
 mod sandbox;
+#[cfg(feature = "cli")]
+mod service;
 // Without `cli`, the start-up helpers (fork, unshare, mount attributes, inherited FDs) have
 // no caller; the host backend uses only the xattr and fsuid calls.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]

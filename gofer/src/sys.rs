@@ -249,14 +249,6 @@ pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
-/// Closes the inherited FD `fd` (the `--fd` connection) in the sandbox's waiting parent,
-/// which never wraps it in an owner (the child does).
-pub(crate) fn close_inherited(fd: RawFd) {
-    if let Ok(fd) = u32::try_from(fd) {
-        close_range(fd, fd);
-    }
-}
-
 /// Closes every FD from 3 up except `keep` (the `--fd` connection): whatever else the
 /// launcher left open (a host directory, say) must not reach a process serving untrusted
 /// clients. Called first thing in `main`, before the process has opened anything itself.

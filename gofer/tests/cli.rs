@@ -2,10 +2,14 @@
 #![allow(clippy::unwrap_used)]
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_protocol::wire::{Mid, MAX_MESSAGE_SIZE};
+use rustix::process::Signal;
 
 fn gofer() -> Command {
     Command::new(env!("CARGO_BIN_EXE_gofer"))
@@ -91,7 +95,12 @@ fn a_root_that_is_a_file_is_a_one_line_error() {
 
 #[test]
 fn socket_and_fd_are_mutually_exclusive_and_one_is_required() {
-    assert_eq!(run(&["--root", "/"]).status.code(), Some(2));
+    let output = run(&["--root", "/"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "gofer: one of --socket and --fd is required (or systemd socket activation)\n"
+    );
     assert_eq!(
         run(&["--root", "/", "--socket", "/s", "--fd", "3"])
             .status
@@ -216,5 +225,206 @@ fn socket_refuses_to_take_over_a_live_gofer() {
     assert!(
         UnixStream::connect(&socket).is_ok(),
         "the first gofer lost its socket"
+    );
+}
+
+/// Starts a gofer with `args` after `--root <dir>/root`, logging at info to `<dir>/log`.
+fn start_logged(dir: &Path, args: &[&str], stdin: Stdio) -> Running {
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).unwrap();
+    let log = std::fs::File::create(dir.join("log")).unwrap();
+    let child = gofer()
+        .arg("--root")
+        .arg(&root)
+        .args(["--log-level", "info"])
+        .args(args)
+        .stdin(stdin)
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// A connection that has mounted: the gofer answered its Mount.
+fn mounted(socket: &Path) -> UnixStream {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(stream) = UnixStream::connect(socket) {
+            let mut framed = FramedSocket::new(stream.try_clone().unwrap().into());
+            if framed.send(Mid::Mount.as_u16(), &[], &[]).is_ok() {
+                if let Ok(frame) = framed.recv(MAX_MESSAGE_SIZE, 0) {
+                    assert_eq!(frame.mid, Mid::Mount.as_u16(), "Mount failed");
+                    return stream;
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "the gofer never served");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn signal(child: &Child, signal: Signal) {
+    let pid = rustix::process::Pid::from_child(child);
+    rustix::process::kill_process(pid, signal).unwrap();
+}
+
+/// Waits up to `limit` for the process to exit.
+fn exit_within(running: &mut Running, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = running.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(Instant::now() < deadline, "the gofer did not exit in time");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Issue 12 item 5: a stop signal ends the gofer cleanly in every sandbox mode: open
+/// connections see end-of-file (not a hang), the socket file is gone, exit status 0, and
+/// the log says so.
+#[test]
+fn a_stop_signal_ends_connections_removes_the_socket_and_exits_0() {
+    for (mode, sig) in [
+        ("namespace", Signal::TERM),
+        ("chroot", Signal::INT),
+        ("none", Signal::HUP),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("gofer.sock");
+        let mut running = start_logged(
+            dir.path(),
+            &["--socket", socket.to_str().unwrap(), "--sandbox", mode],
+            Stdio::null(),
+        );
+        let mut open = mounted(&socket);
+        signal(&running.0, sig);
+        open.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        let read = std::io::Read::read(&mut open, &mut [0u8; 16]);
+        assert!(
+            matches!(read, Ok(0)),
+            "{mode}: open connection not ended: {read:?}"
+        );
+        let status = exit_within(&mut running, Duration::from_secs(4));
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(status.code(), Some(0), "{mode}: {status}\n{log}");
+        assert!(!socket.exists(), "{mode}: socket file left behind");
+        assert!(log.contains("INFO stopped"), "{mode}: {log}");
+        assert!(log.contains("open=1"), "{mode}: {log}");
+    }
+}
+
+/// The socket file is removed only if it is still the gofer's own.
+#[test]
+fn a_replaced_socket_file_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gofer.sock");
+    let mut running = start_logged(
+        dir.path(),
+        &["--socket", socket.to_str().unwrap()],
+        Stdio::null(),
+    );
+    drop(mounted(&socket));
+    std::fs::remove_file(&socket).unwrap();
+    std::fs::write(&socket, b"someone else's").unwrap();
+    signal(&running.0, Signal::TERM);
+    assert_eq!(
+        exit_within(&mut running, Duration::from_secs(8)).code(),
+        Some(0)
+    );
+    assert_eq!(std::fs::read(&socket).unwrap(), b"someone else's");
+}
+
+/// Issue 12 item 6: `--fd` takes a listening socket too, and serves every connection.
+#[test]
+fn fd_accepts_a_listening_socket() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("listen.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut running = start_logged(
+        dir.path(),
+        &["--fd", "0"],
+        Stdio::from(std::os::fd::OwnedFd::from(listener)),
+    );
+    let first = mounted(&socket);
+    let second = mounted(&socket);
+    drop((first, second));
+    signal(&running.0, Signal::TERM);
+    assert_eq!(
+        exit_within(&mut running, Duration::from_secs(8)).code(),
+        Some(0)
+    );
+    // The socket file is the launcher's: the gofer leaves it.
+    assert!(socket.exists());
+}
+
+/// Issue 12 item 6: systemd socket activation (`LISTEN_FDS`, `LISTEN_PID`) and readiness
+/// notification (`NOTIFY_SOCKET`): READY=1 once it serves, STOPPING=1 on a stop.
+#[test]
+fn systemd_activation_and_notification() {
+    for mode in ["namespace", "none"] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("activated.sock");
+        let listener = UnixListener::bind(&socket).unwrap();
+        let notify_path = dir.path().join("notify");
+        let notify = UnixDatagram::bind(&notify_path).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        let log = std::fs::File::create(dir.path().join("log")).unwrap();
+        // As systemd does: the socket at FD 3, LISTEN_PID naming the gofer's own process.
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                "LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" \"$@\" 3<&0 0</dev/null",
+                env!("CARGO_BIN_EXE_gofer"),
+                "--root",
+                root.to_str().unwrap(),
+                "--sandbox",
+                mode,
+            ])
+            .env("NOTIFY_SOCKET", &notify_path)
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(listener)))
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut running = Running(child);
+        let mut message = [0u8; 64];
+        let len = notify.recv(&mut message).unwrap();
+        assert_eq!(&message[..len], b"READY=1", "{mode}");
+        drop(mounted(&socket));
+        signal(&running.0, Signal::TERM);
+        let len = notify.recv(&mut message).unwrap();
+        assert_eq!(&message[..len], b"STOPPING=1", "{mode}");
+        let status = exit_within(&mut running, Duration::from_secs(8));
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+        assert_eq!(status.code(), Some(0), "{mode}: {log}");
+    }
+}
+
+#[test]
+fn activation_refuses_more_than_one_socket_and_a_clashing_flag() {
+    let activated = |count: &str, extra: &[&str]| {
+        let script = format!("LISTEN_PID=$$ LISTEN_FDS={count} exec \"$0\" \"$@\" 3</dev/null");
+        Command::new("sh")
+            .args(["-c", &script, env!("CARGO_BIN_EXE_gofer"), "--root", "/"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let output = activated("2", &[]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "gofer: LISTEN_FDS=2: the gofer serves one socket; give each its own gofer\n"
+    );
+    let output = activated("1", &["--socket", "/tmp/unused.sock"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stderr(&output),
+        "gofer: systemd passed a socket (LISTEN_FDS): drop --socket and --fd\n"
     );
 }

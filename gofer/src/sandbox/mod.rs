@@ -8,10 +8,13 @@
 //! * [`privileges`]: only the capabilities the enabled features need, no supplementary
 //!   groups, not dumpable, no core files;
 //! * [`landlock`]: filesystem access only beneath the share;
-//! * [`seccomp`]: a system-call allowlist.
+//! * [`seccomp`]: a system-call allowlist;
+//! * [`supervisor`]: with namespaces or a chroot, a parent outside that supervises the
+//!   serving child, and cleans up after it.
 
 pub(crate) mod landlock;
 pub(crate) mod namespace;
 pub(crate) mod privileges;
 pub(crate) mod seccomp;
 pub(crate) mod share;
+pub(crate) mod supervisor;

@@ -75,16 +75,18 @@ pub(crate) fn install(action: SeccompAction, features: Features) -> io::Result<(
     Ok(())
 }
 
-/// Installs the smaller filter for the parent that stays outside the PID namespace: it
-/// only waits for the serving child, forwards termination signals to it, and exits the way
-/// the child did. Call it once the parent has opened what it waits on (the child's pidfd,
-/// a signal pipe) and registered its handlers, right before its wait loop. Assumed shape
-/// of that loop, and what [`WAITER`] therefore allows: `ppoll` on a pidfd and on
-/// the read end of `signal-hook`'s self-pipe (whose handler `send`s to the write end), or
-/// plain `sigwait` (`rt_sigtimedwait`) on blocked signals; `kill` or `pidfd_send_signal`
-/// to the child; `wait4`/`waitid` to reap it; one log line to standard error; and dying of
-/// the child's signal (`rt_sigaction` back to the default, unblock, raise) or exiting.
-/// Starting a thread, opening a file or a socket, and everything else is refused.
+/// Installs the smaller filter for the supervising parent (`supervisor`): it only waits for
+/// the serving child, passes stop signals on, tells systemd, removes the socket file, and
+/// exits the way the child did. Call it once the parent has opened what it waits on (the
+/// child's pidfd, the signal and ready pipes) and registered its handlers, right before its
+/// wait loop. Assumed shape of that loop, and what [`WAITER`] therefore allows: `ppoll` on
+/// the pidfd and on the read ends of `signal-hook`'s self-pipes (whose handlers `send` to
+/// the write ends) and of the ready pipe, or plain `sigwait` (`rt_sigtimedwait`) on blocked
+/// signals; `kill` or `pidfd_send_signal` to the child; `wait4`/`waitid` to reap it;
+/// `write` to systemd's connected notification socket; `statx` and `unlinkat` of the
+/// socket file by its directory FD; log lines to standard error; and dying of the child's
+/// signal (`rt_sigaction` back to the default, unblock, raise) or exiting. Starting a
+/// thread, opening a file or a socket, and everything else is refused.
 pub(crate) fn install_waiter(action: SeccompAction) -> io::Result<()> {
     let Some(mismatch) = bpf_action(action) else {
         return Ok(());
@@ -500,7 +502,11 @@ const WAITER: &[Call] = &[
     call!(SYS_pidfd_send_signal),
     call!(SYS_wait4),
     call!(SYS_waitid),
-    // The self-pipe, the log line, and the memory and time those need.
+    // Removing the socket file once the child is gone, by an FD of its directory.
+    call!(SYS_statx, check::DIRFD),
+    call!(SYS_unlinkat, check::DIRFD),
+    // The self-pipe, the ready pipe, the log line, systemd's notification socket, and the
+    // memory and time those need.
     call!(SYS_read),
     call!(SYS_write),
     call!(SYS_sendto),

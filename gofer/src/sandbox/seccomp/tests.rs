@@ -350,6 +350,21 @@ fn the_waiter_may_only_wait_signal_and_exit() {
     ] {
         assert_eq!(verdict(&programs, nr, [0; 6]), KILL, "call {nr}");
     }
+    // The socket file goes by its directory's FD, never by a path from the working
+    // directory.
+    let at_cwd = u64::from(libc::AT_FDCWD.cast_unsigned());
+    for nr in [nr::SYS_statx, nr::SYS_unlinkat] {
+        assert_eq!(
+            verdict(&programs, nr, [5, 0, 0, 0, 0, 0]),
+            ALLOW,
+            "call {nr}"
+        );
+        assert_eq!(
+            verdict(&programs, nr, [at_cwd, 0, 0, 0, 0, 0]),
+            KILL,
+            "call {nr}"
+        );
+    }
 }
 
 /// The variable that makes [`child`] do its part instead of passing at once.
@@ -466,10 +481,27 @@ fn waiter() {
         .env(CHILD_ENV, "sleeper")
         .spawn()
         .expect("spawn the sleeper");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::write(dir.path().join("sock"), b"").expect("a file to remove");
+    let dir_fd = rustix::fs::open(
+        dir.path(),
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("open the directory");
     install_waiter(SeccompAction::Kill).expect("install");
     sleeper.kill().expect("signal the child");
     let status = sleeper.wait().expect("reap the child");
     println!("reaped: {:?}", status.signal());
+    rustix::fs::statx(
+        &dir_fd,
+        "sock",
+        rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        rustix::fs::StatxFlags::INO,
+    )
+    .expect("statx by the directory FD");
+    rustix::fs::unlinkat(&dir_fd, "sock", rustix::fs::AtFlags::empty()).expect("unlinkat");
+    println!("removed");
     let _ = std::fs::File::open("/");
     std::process::exit(0);
 }
@@ -493,5 +525,6 @@ fn the_waiter_can_forward_a_signal_and_reap_but_not_open_files() {
     let out = run_child("waiter");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("reaped: Some(9)"), "{stdout}");
+    assert!(stdout.contains("removed"), "{stdout}");
     assert_eq!(out.status.signal(), Some(libc::SIGSYS), "{:?}", out.status);
 }

@@ -1,0 +1,276 @@
+//! Serving until the source closes or the operator says stop.
+//!
+//! On SIGTERM, SIGINT or SIGHUP the gofer stops accepting, shuts down the reading side of
+//! every connection (a request already read is still answered; the client then sees the
+//! connection end, and its channels are shut down after their current request), waits up
+//! to [`STOP_DEADLINE`] for the connections to finish, and returns. A stop is never
+//! abrupt unless a connection outlives the deadline.
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_server::Server;
+use parking_lot::{Condvar, Mutex};
+use rustix::fs::OFlags;
+use rustix::net::{Shutdown, SocketFlags};
+use rustix::pipe::PipeFlags;
+
+use super::listener::Source;
+use crate::host::HostBackend;
+
+/// How long connections may take to finish after a stop signal.
+pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(5);
+
+/// The signals that stop the gofer gracefully.
+pub(crate) const STOP_SIGNALS: [i32; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP];
+
+/// How serving ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// The one inherited connection closed.
+    Closed,
+    /// A stop signal arrived; `cut` connections were still open at the deadline.
+    Stopped {
+        /// The signal.
+        signal: i32,
+        /// Connections that did not finish in time.
+        cut: usize,
+    },
+}
+
+/// Handlers for [`STOP_SIGNALS`] that record which arrived and wake a reader. Install
+/// them before the process can be told to stop, and before any thread starts (threads
+/// inherit nothing of them, but a signal must find a handler).
+#[derive(Debug)]
+pub(crate) struct StopSignals {
+    last: Arc<AtomicUsize>,
+    wake: OwnedFd,
+}
+
+impl StopSignals {
+    /// Installs the handlers.
+    pub(crate) fn install() -> io::Result<Self> {
+        let last = Arc::new(AtomicUsize::new(0));
+        // A pipe, not a socket pair: the handler then wakes the reader with `write`, which
+        // the serving seccomp filter allows (`sendto` it does not). The write end never
+        // blocks a handler.
+        let (wake, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+        rustix::fs::fcntl_setfl(&write, OFlags::NONBLOCK)?;
+        for signal in STOP_SIGNALS {
+            // Recorded first, then the reader woken: handlers of one signal run in order.
+            signal_hook::flag::register_usize(
+                signal,
+                Arc::clone(&last),
+                signal.unsigned_abs() as usize,
+            )?;
+            signal_hook::low_level::pipe::register_raw(signal, write.as_raw_fd())?;
+        }
+        // The handlers own the write end from here on, for the life of the process.
+        std::mem::forget(write);
+        Ok(Self { last, wake })
+    }
+
+    /// Blocks until a stop signal arrives; returns it.
+    fn wait(self) -> i32 {
+        loop {
+            match rustix::io::read(&self.wake, &mut [0u8; 1]) {
+                Ok(1) => {
+                    let signal = self.last.load(Ordering::SeqCst);
+                    return i32::try_from(signal).unwrap_or(libc::SIGTERM);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                // The write end lives in the handlers for good, so this cannot end; if it
+                // somehow does, never stop rather than spin.
+                _ => std::thread::park(),
+            }
+        }
+    }
+}
+
+/// Serves `source` with `server` until it closes (a connected source) or a stop signal
+/// arrives; at most `max` connections at once (more are closed at once). Calls `ready`
+/// once serving has begun.
+pub(crate) fn serve(
+    server: &Arc<Server<HostBackend>>,
+    source: Source,
+    max: usize,
+    signals: StopSignals,
+    ready: impl FnOnce(),
+) -> io::Result<Ended> {
+    let connections = Arc::new(Connections::default());
+    let listener = match source {
+        Source::Connected(socket) => {
+            let slot = connections
+                .admit(&socket, 1)?
+                .ok_or_else(|| io::Error::other("stopped before serving"))?;
+            server.spawn_holding(FramedSocket::new(socket), slot)?;
+            None
+        }
+        Source::Listening(socket) => Some(Arc::new(socket)),
+    };
+    let watcher = Arc::clone(&connections);
+    let woken = listener.clone();
+    std::thread::Builder::new()
+        .name("lisafs-signals".into())
+        .spawn(move || {
+            let signal = signals.wait();
+            watcher.stop(signal);
+            if let Some(listener) = woken {
+                // Wakes the accept loop with EINVAL.
+                let _ = rustix::net::shutdown(&*listener, Shutdown::Read);
+            }
+        })?;
+    ready();
+    if let Some(listener) = listener {
+        accept_loop(server, &listener, &connections, max)?;
+    }
+    Ok(connections.wait_for_end())
+}
+
+/// Serves each connection to `listener` on its own thread until the listener is shut
+/// down by a stop.
+fn accept_loop(
+    server: &Arc<Server<HostBackend>>,
+    listener: &OwnedFd,
+    connections: &Arc<Connections>,
+    max: usize,
+) -> io::Result<()> {
+    loop {
+        match rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
+            Ok(conn) => match connections.admit(&conn, max) {
+                Ok(Some(slot)) => {
+                    if let Err(err) = server.spawn_holding(FramedSocket::new(conn), slot) {
+                        tracing::warn!("cannot start a connection thread: {err}");
+                    }
+                }
+                Ok(None) if connections.stopping() => return Ok(()),
+                Ok(None) => tracing::warn!(max, "refused a connection: --max-connections reached"),
+                Err(err) => tracing::warn!("cannot track a connection: {err}"),
+            },
+            Err(rustix::io::Errno::INVAL) if connections.stopping() => return Ok(()),
+            Err(rustix::io::Errno::INTR | rustix::io::Errno::CONNABORTED) => {}
+            Err(
+                err @ (rustix::io::Errno::MFILE
+                | rustix::io::Errno::NFILE
+                | rustix::io::Errno::NOMEM
+                | rustix::io::Errno::NOBUFS),
+            ) => {
+                // Out of resources: wait for connections to end instead of spinning.
+                tracing::warn!("accept: {err}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+}
+
+/// The open connections, each by a duplicate of its socket (to shut it down on a stop),
+/// and whether and when a stop began.
+#[derive(Debug, Default)]
+struct Connections {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: HashMap<u64, OwnedFd>,
+    next_id: u64,
+    stop: Option<(i32, Instant)>,
+}
+
+impl Connections {
+    /// A slot for `socket` if fewer than `max` are open and no stop has begun.
+    fn admit(self: &Arc<Self>, socket: &OwnedFd, max: usize) -> io::Result<Option<Slot>> {
+        let mut state = self.state.lock();
+        if state.stop.is_some() || state.open.len() >= max {
+            return Ok(None);
+        }
+        let dup = rustix::io::fcntl_dupfd_cloexec(socket.as_fd(), 0)?;
+        let id = state.next_id;
+        state.next_id += 1;
+        state.open.insert(id, dup);
+        Ok(Some(Slot {
+            id,
+            connections: Arc::clone(self),
+        }))
+    }
+
+    fn stopping(&self) -> bool {
+        self.state.lock().stop.is_some()
+    }
+
+    /// Begins the stop (once): no new connections, and every open one reads end-of-file
+    /// after the request it is serving.
+    fn stop(&self, signal: i32) {
+        let mut state = self.state.lock();
+        if state.stop.is_some() {
+            return;
+        }
+        state.stop = Some((signal, Instant::now()));
+        tracing::info!(
+            signal = signal_name(signal),
+            open = state.open.len(),
+            deadline_s = STOP_DEADLINE.as_secs(),
+            "stopping: no new connections; open ones finish their requests"
+        );
+        for socket in state.open.values() {
+            let _ = rustix::net::shutdown(socket, Shutdown::Read);
+        }
+        self.changed.notify_all();
+    }
+
+    /// Waits until every connection has ended (without a stop: for the one connected
+    /// source) or, after a stop, until they have or the deadline passed.
+    fn wait_for_end(&self) -> Ended {
+        let mut state = self.state.lock();
+        loop {
+            match state.stop {
+                None if state.open.is_empty() => return Ended::Closed,
+                None => self.changed.wait(&mut state),
+                Some((signal, _)) if state.open.is_empty() => {
+                    return Ended::Stopped { signal, cut: 0 }
+                }
+                Some((signal, since)) => {
+                    let deadline = since + STOP_DEADLINE;
+                    if self.changed.wait_until(&mut state, deadline).timed_out() {
+                        return Ended::Stopped {
+                            signal,
+                            cut: state.open.len(),
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One open connection; dropped when its thread ends.
+#[derive(Debug)]
+struct Slot {
+    id: u64,
+    connections: Arc<Connections>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.connections.state.lock().open.remove(&self.id);
+        self.connections.changed.notify_all();
+    }
+}
+
+/// A stop signal's name, for the log.
+pub(crate) fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGQUIT => "SIGQUIT",
+        _ => "a signal",
+    }
+}
