@@ -73,6 +73,8 @@ pub struct HostFile {
     fd: OwnedFd,
     kind: FileKind,
     id: FileId,
+    /// The control FD Mount returned (the mount point), not one a walk reached.
+    mount_point: bool,
 }
 
 impl HostFile {
@@ -82,16 +84,41 @@ impl HostFile {
         let stat = stat_fd(fd.as_fd())?;
         let kind = FileKind::from_mode(stat.mode)?;
         let id = FileId::of(&stat);
-        Ok((Self { fd, kind, id }, stat))
+        let mount_point = false;
+        Ok((
+            Self {
+                fd,
+                kind,
+                id,
+                mount_point,
+            },
+            stat,
+        ))
     }
 
-    /// A second handle on the same inode (a `dup`, so identity cannot change).
+    /// A second handle on the same inode (a `dup`, so identity cannot change); never a
+    /// mount point.
     pub(crate) fn try_clone(&self) -> BResult<Self> {
         Ok(Self {
             fd: rustix::io::fcntl_dupfd_cloexec(&self.fd, 0)?,
             kind: self.kind,
             id: self.id,
+            mount_point: false,
         })
+    }
+
+    /// A second handle on the same inode, marked as the mount point: the control FD of a
+    /// Mount response.
+    pub(crate) fn mount_point(&self) -> BResult<Self> {
+        Ok(Self {
+            mount_point: true,
+            ..self.try_clone()?
+        })
+    }
+
+    /// Whether this is the control FD Mount returned (SPEC.md §7.11 item 6).
+    pub fn is_mount_point(&self) -> bool {
+        self.mount_point
     }
 
     /// The file's kind.

@@ -31,10 +31,24 @@ pub(super) fn donate(open: &HostOpen) -> Option<OwnedFd> {
     }
 }
 
-/// OpenAt. Directories open read-only and are never donated; regular files open with the
-/// requested access and are donated; FIFOs only with `--host-fifo open`, non-blocking so
-/// the open cannot wait for a peer, donated (mandatory: I/O on a FIFO needs the FD);
-/// character devices and (unless allowed) sockets are refused.
+/// With `--donate-mount-fd`, a fresh `O_RDONLY | O_DIRECTORY | O_CLOEXEC` open of the
+/// mount point `file` for the client (never the `O_PATH` FD the gofer holds, never
+/// writable, never one it reads from itself); otherwise nothing. Mandatory once asked for:
+/// a failure fails the RPC.
+pub(super) fn donate_mount_point(b: &HostBackend, file: &HostFile) -> BResult<Option<OwnedFd>> {
+    if !(b.options.donate_mount_fd && file.is_mount_point()) {
+        return Ok(None);
+    }
+    debug_assert_eq!(file.kind(), FileKind::Directory);
+    Ok(Some(b.resolver.reopen(file, OFlags::RDONLY)?))
+}
+
+/// OpenAt. Directories open read-only and are not donated, except the mount point (the
+/// control FD Mount returned) with `--donate-mount-fd`, which a gVisor sentry in directfs
+/// mode needs; regular files open with the requested access and are donated; FIFOs only
+/// with `--host-fifo open`, non-blocking so the open cannot wait for a peer, donated
+/// (mandatory: I/O on a FIFO needs the FD); character devices and (unless allowed)
+/// sockets are refused.
 pub(super) fn open(
     b: &HostBackend,
     file: &HostFile,
@@ -52,9 +66,10 @@ pub(super) fn open(
     match file.kind() {
         FileKind::Directory => {
             let fd = b.resolver.reopen(file, OFlags::RDONLY)?;
+            let donated = donate_mount_point(b, file)?;
             Ok(Opened {
                 open: HostOpen::new(fd, FileKind::Directory, true, false),
-                donated: None,
+                donated,
             })
         }
         FileKind::Regular => {

@@ -44,7 +44,8 @@ pub struct HostOptions {
     /// Keep set-user-ID, set-group-ID and (on non-directories) sticky bits that clients
     /// request; otherwise they are removed.
     pub allow_setid: bool,
-    /// Donate an `O_RDONLY` directory FD of the root with Mount.
+    /// Donate a fresh `O_RDONLY | O_DIRECTORY` FD of the root with Mount, and with
+    /// OpenAt of the control FD Mount returned (SPEC.md §7.11 item 6).
     pub donate_mount_fd: bool,
     /// Which extended-attribute namespaces clients may use.
     pub xattr: XattrPolicy,
@@ -214,12 +215,9 @@ impl Backend for HostBackend {
     type Socket = HostSocket;
 
     fn mount(&self) -> BResult<Mounted<HostFile>> {
-        let file = self.root.try_clone()?;
+        let file = self.root.mount_point()?;
         let stat = file::stat_fd(file.as_fd())?;
-        let donated = match self.options.donate_mount_fd {
-            true => Some(self.resolver.reopen(&self.root, OFlags::RDONLY)?),
-            false => None,
-        };
+        let donated = io::donate_mount_point(self, &file)?;
         Ok(Mounted {
             root: Node { file, stat },
             donated,
