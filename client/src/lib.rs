@@ -1,4 +1,8 @@
-//! The lisafs client library a sandbox (or a tool) links to, and the `lisafs` CLI.
+//! The lisafs client library a sandbox (or a tool) links to, with two programs built on
+//! it: the `lisafs` CLI (feature `cli`) and the `lisafs-mount` FUSE bridge (feature
+//! `mount`). Both features are on by default; a library user who needs neither sets
+//! `default-features = false` and builds none of their dependencies (clap, fuser, ...).
+//! `client/examples/` has small programs that use the library against a running gofer.
 //!
 //! Three layers, each on top of the previous:
 //!
@@ -9,13 +13,15 @@
 //!    request with `EIO` without being sent; an `ErrorResp` becomes its errno; a response
 //!    under the wrong MID is `EINVAL`, an undecodable one `EIO`; a transport failure is
 //!    `EIO` (`ETIMEDOUT` when a deadline set on the socket passed: [`Error::is_timeout`])
-//!    and breaks the client for good.
+//!    and breaks the client for good. After Mount the client asks for shared-memory
+//!    channels ([`ClientOptions::channels`]); an RPC takes an idle one if there is one, so
+//!    threads sharing a `Client` run RPCs in parallel, and otherwise uses the socket.
 //! 2. FD handles, one type per lisafs FD kind ([`ControlFd`], [`OpenFd`],
 //!    [`BoundSocketFd`]), with a method per RPC and typed results ([`Inode`], `Statx`,
 //!    `WalkStatus`, donated `OwnedFd`s). Dropping a handle queues its FDID; the queue is
 //!    sent as one Close per [`CLOSE_BATCH`] IDs, on [`Client::flush_closes`], and when
 //!    the `Client` is dropped. Reads and writes are split into chunks that fit the
-//!    server's limit.
+//!    server's limit. [`File`] wraps an [`OpenFd`] with a position for `std::io`.
 //! 3. A path layer on `Client`, shaped after `std::fs` ([`Client::open`],
 //!    [`Client::read_dir`], [`Client::metadata`], [`Client::create_dir_all`], ...), that
 //!    resolves a path with one multi-component Walk and follows symlinks client-side
@@ -27,8 +33,6 @@
 //!
 //! Errors are one opaque [`Error`] carrying a Linux errno ([`Error::errno`]) and
 //! displaying as the C library's text; it converts into `std::io::Error`.
-//!
-//! Not here yet: shared-memory channels (every RPC uses the socket) and the FUSE bridge.
 #![forbid(unsafe_code)]
 
 mod channels;

@@ -3,15 +3,22 @@
 //!
 //! * [`host`]: the [`HostBackend`](host::HostBackend), the `lisafs_server::Backend` that
 //!   does the host work and applies the host-side policy (SPEC.md §7.11).
-//! * [`config`]: the `gofer` command line.
+//! * [`config`]: the `gofer` command line, and the option enums it parses into.
 //! * [`cli`]: the program: start-up in order (namespaces, the share as a detached mount,
 //!   the pivot, capabilities, Landlock, seccomp; SPEC.md §13) and the serving loops.
 //! * [`limits`]: the open-file limit and the per-connection FD cap that fits in it.
+//! * [`metrics_endpoint`]: `--metrics-socket`, the server's metrics over HTTP on a Unix
+//!   socket.
 //! * `sandbox` (private): the confinement layers `cli` applies, and the supervising parent.
 //! * `service` (private): the connection source (`--socket`, `--fd`, systemd socket
 //!   activation), readiness notification, and serving until a stop signal.
 //!
 //! It contains no protocol parsing: that is `lisafs-protocol` and `lisafs-server`.
+//!
+//! The program (`cli`, `sandbox`, `service`, the parser in `config` and the `gofer`
+//! binary) is the default feature `cli`, with its dependencies (clap, tracing-subscriber,
+//! Landlock, seccompiler, signal-hook). A library user who only wants the host backend
+//! sets `default-features = false`.
 
 #[cfg(feature = "cli")]
 pub mod cli;

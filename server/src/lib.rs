@@ -2,8 +2,10 @@
 //! lisafs's errno policy, and the [`Backend`] trait a filesystem implements.
 //!
 //! It knows nothing about the host filesystem; the gofer crate provides the host backend.
-//! A [`Server`] serves any number of connections, one thread each; each connection is one
-//! mount with its own FD table. See ARCHITECTURE.md for the request lifecycle.
+//! A [`Server`] serves any number of connections, one thread each, plus one thread per
+//! shared-memory channel a client creates; each connection is one mount with its own FD
+//! table. [`metrics`] counts what the connections do, when enabled. See ARCHITECTURE.md
+//! for the request lifecycle.
 
 mod backend;
 mod channels;
