@@ -9,9 +9,10 @@
 //!
 //! A local client must not be able to pin or exhaust anything: connections are served one
 //! at a time on the thread that runs [`serve`]; the request head may be at most
-//! [`MAX_HEAD`] bytes (431 beyond) and the whole exchange takes at most [`DEADLINE`] (408
-//! if the head is not in by then), each read and write bounded by what is left of it. A
-//! slow client delays other scrapers by at most that (they wait in the listen backlog).
+//! [`MAX_HEAD`] bytes (431 beyond) and must be in within [`DEADLINE`] of the accept (408
+//! otherwise), and the answer must be taken within another [`DEADLINE`]; each read and
+//! write is bounded by what is left. A slow client delays other scrapers by at most that
+//! (they wait in the listen backlog).
 //! Nothing a client sends is kept beyond its connection, and no HTTP crate is involved:
 //! the request line and the `Accept` header are all that is read.
 //!
@@ -39,7 +40,8 @@ use rustix::net::{
 /// The longest request head (request line and headers) read; a longer one gets 431.
 pub const MAX_HEAD: usize = 8 * 1024;
 
-/// How long one connection may take, from accept to the last byte of the answer.
+/// How long a client may take to send its request head, counted from the accept; and
+/// again to take the answer, counted from when it is ready.
 pub const DEADLINE: Duration = Duration::from_secs(3);
 
 /// The pause after an accept that failed for want of a resource (`EMFILE`, `ENOBUFS`):
@@ -122,18 +124,18 @@ pub fn serve(listener: OwnedFd, metrics: Arc<Metrics>) -> io::Result<()> {
     }
 }
 
-/// Reads one request from `conn` and writes its answer, within [`DEADLINE`].
+/// Reads one request from `conn` and writes its answer, each within [`DEADLINE`].
 fn exchange(conn: BorrowedFd<'_>, metrics: &Metrics) -> io::Result<()> {
-    let deadline = Instant::now() + DEADLINE;
     let mut buf = vec![0; MAX_HEAD];
-    let answer = match read_head(conn, &mut buf, deadline) {
+    let answer = match read_head(conn, &mut buf, Instant::now() + DEADLINE) {
         Ok(len) => respond(&buf[..len], metrics),
         Err(Head::TooLarge) => plain(431, "Request Header Fields Too Large"),
         Err(Head::TimedOut) => plain(408, "Request Timeout"),
         Err(Head::Closed) => return Ok(()),
         Err(Head::Failed(err)) => return Err(err.into()),
     };
-    send_all(conn, &answer, deadline)
+    // A 408 is due exactly when the first deadline has passed.
+    send_all(conn, &answer, Instant::now() + DEADLINE)
 }
 
 /// Why no request head was read.
