@@ -43,14 +43,31 @@ pub(crate) struct Pooled {
 #[derive(Debug, Default)]
 pub(crate) struct Pool {
     idle: Mutex<Vec<Pooled>>,
-    /// Every channel ever opened, to shut them all down when the server goes away.
-    stops: Arc<Mutex<Vec<ChannelShutdown>>>,
+    stops: Arc<Mutex<Stops>>,
+}
+
+/// Every channel ever opened, to shut them all down when the server goes away, and
+/// whether it has (a channel guarded after that is shut down at once).
+#[derive(Debug, Default)]
+struct Stops {
+    handles: Vec<ChannelShutdown>,
+    server_gone: bool,
 }
 
 impl Pool {
-    /// Adds a freshly connected channel.
+    /// Puts `channel` under the watchdog before its handshake, so that a server dying
+    /// during the handshake wakes it too.
+    pub(crate) fn guard(&self, channel: &Channel) {
+        let handle = channel.shutdown_handle();
+        let mut stops = self.stops.lock();
+        if stops.server_gone {
+            handle.shutdown();
+        }
+        stops.handles.push(handle);
+    }
+
+    /// Adds a guarded, connected channel to the idle pool.
     pub(crate) fn add(&self, channel: Channel) {
-        self.stops.lock().push(channel.shutdown_handle());
         self.idle.lock().push(Pooled {
             channel,
             buf: Vec::new(),
@@ -82,7 +99,9 @@ impl Pool {
                 if let Err(err) = wait_for_hangup(socket.as_fd()) {
                     tracing::debug!(%err, "watchdog poll failed");
                 }
-                for stop in stops.lock().iter() {
+                let mut stops = stops.lock();
+                stops.server_gone = true;
+                for stop in &stops.handles {
                     stop.shutdown();
                 }
             })

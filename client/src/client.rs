@@ -231,6 +231,12 @@ impl Inner {
         if options.channels == 0 || !self.supports(Mid::Channel) {
             return;
         }
+        // Watching from before the first handshake: a server that dies during one must not
+        // leave the caller waiting on the channel forever.
+        let watched = self.conn.lock().sock.as_fd().try_clone_to_owned();
+        if let Err(err) = watched.and_then(|fd| self.channels.watch(fd)) {
+            tracing::warn!(%err, "no watchdog: channels may hang if the server dies");
+        }
         for _ in 0..options.channels {
             match self.open_channel(options) {
                 Ok(channel) => self.channels.add(channel),
@@ -242,12 +248,6 @@ impl Inner {
                 }
             }
         }
-        if self.channels.idle() > 0 {
-            let watched = self.conn.lock().sock.as_fd().try_clone_to_owned();
-            if let Err(err) = watched.and_then(|fd| self.channels.watch(fd)) {
-                tracing::warn!(%err, "no watchdog: channels may hang if the server dies");
-            }
-        }
     }
 
     fn open_channel(&self, options: &ClientOptions) -> Result<Channel> {
@@ -257,6 +257,7 @@ impl Inner {
             .map_err(|_| Error::protocol(Errno::EBADF, "Channel response without its two FDs"))?;
         let mut channel = Channel::open(&resp, &memfd, sock, options.spin)
             .map_err(|err| Error::protocol(Errno::EIO, format!("channel: {err}")))?;
+        self.channels.guard(&channel);
         channel
             .connect()
             .map_err(|err| Error::protocol(Errno::EIO, format!("channel handshake: {err}")))?;

@@ -4,7 +4,7 @@
 mod fake;
 
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 
 use fake::{stat, Fake, Mount, Reply, DIR, REG, ROOT};
@@ -280,4 +280,56 @@ fn concurrent_calls_from_many_threads_are_serialised() {
     });
 
     assert_eq!(fake.sent().len(), 400);
+}
+
+/// A server that dies in the middle of a channel handshake (it donated the channel, then
+/// went away without answering on it) must not leave the client waiting forever: the
+/// watchdog wakes the handshake, and the client is made with what it has.
+#[test]
+fn server_dying_during_a_channel_handshake_does_not_hang_the_client() {
+    use lisafs_client::wire::AnyResponse;
+    use lisafs_protocol::transport::channel::{Channel, SpinPolicy};
+
+    let (client_end, mut server_end) = FramedSocket::pair().unwrap();
+    let server = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        server_end.recv(1024, 0).unwrap();
+        let mount = lisafs_client::wire::MountResp {
+            root: fake::inode(ROOT.0, DIR),
+            max_message_size: 4096,
+            supported: fake::fsgofer_mids(),
+        };
+        AnyResponse::Mount(mount).encode_into(&mut out).unwrap();
+        server_end.send(Mid::Mount.as_u16(), &out, &[]).unwrap();
+        let frame = server_end.recv(1024, 0).unwrap();
+        assert_eq!(frame.mid, Mid::Channel.as_u16());
+        let new = Channel::create(4096, SpinPolicy::default()).unwrap();
+        out.clear();
+        AnyResponse::Channel(new.resp)
+            .encode_into(&mut out)
+            .unwrap();
+        let [memfd, sock] = &new.donate;
+        server_end
+            .send(Mid::Channel.as_u16(), &out, &[memfd.as_fd(), sock.as_fd()])
+            .unwrap();
+        // Dies: its end of the channel and the socket close, the handshake unanswered.
+    });
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let options = lisafs_client::ClientOptions {
+            channels: 1,
+            ..Default::default()
+        };
+        let client = Client::from_fd_with(client_end.into_inner(), options);
+        let _ = done_tx.send(client.map(|client| client.idle_channels()));
+    });
+    let result = done_rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the client hung in the channel handshake");
+    server.join().unwrap();
+    // Either outcome is honest (a client that reports no channels, or an error); a hang
+    // is not.
+    if let Ok(channels) = result {
+        assert_eq!(channels, 0);
+    }
 }
