@@ -15,11 +15,13 @@ mod handlers;
 pub mod metrics;
 mod name;
 mod node_lock;
+pub mod refusal;
 mod server;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
 pub use metrics::Metrics;
 pub use name::Name;
+pub use refusal::Refusal;
 pub use server::{ServeError, Server, ServerOptions};
 
 pub use lisafs_protocol::transport::channel::SpinPolicy;

@@ -12,8 +12,15 @@ pub struct Name<'a>(&'a [u8]);
 impl<'a> Name<'a> {
     /// Checks `bytes`; anything that is not a single ordinary component is `EINVAL`.
     pub fn new(bytes: &'a [u8]) -> Result<Self, Errno> {
-        let special = bytes.is_empty() || bytes == b"." || bytes == b"..";
-        if special || bytes.iter().any(|&b| b == b'/' || b == 0) {
+        let climbs = bytes == b".." || bytes.iter().any(|&b| b == b'/' || b == 0);
+        if climbs {
+            crate::refused!(
+                crate::Refusal::Escape,
+                name = %bytes.escape_ascii(),
+                "refused a name that is not one component"
+            );
+        }
+        if climbs || bytes.is_empty() || bytes == b"." {
             return Err(Errno::EINVAL);
         }
         Ok(Self(bytes))

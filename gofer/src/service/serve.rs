@@ -195,6 +195,11 @@ impl Connections {
         let id = state.next_id;
         state.next_id += 1;
         state.open.insert(id, dup);
+        tracing::info!(
+            connection = id,
+            open = state.open.len(),
+            "connection opened"
+        );
         Ok(Some(Slot {
             id,
             connections: Arc::clone(self),
@@ -259,7 +264,12 @@ struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.connections.state.lock().open.remove(&self.id);
+        let open = {
+            let mut state = self.connections.state.lock();
+            state.open.remove(&self.id);
+            state.open.len()
+        };
+        tracing::info!(connection = self.id, open, "connection closed");
         self.connections.changed.notify_all();
     }
 }
