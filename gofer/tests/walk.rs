@@ -201,6 +201,16 @@ fn submounts_are_refused_unless_allowed() {
     let sub = dir.path().join("sub");
     mount("none", &sub, "tmpfs", MountFlags::empty(), None).unwrap();
     std::fs::write(sub.join("f"), b"").unwrap();
+    // A file can be a mount point too, as a runtime's bind-mounted /etc/hosts is.
+    std::fs::write(dir.path().join("hosts"), b"").unwrap();
+    mount(
+        sub.join("f"),
+        dir.path().join("hosts"),
+        "",
+        MountFlags::BIND,
+        None,
+    )
+    .unwrap();
 
     let strict = lisafs_gofer::host::HostBackend::new(dir.path(), HostOptions::default()).unwrap();
     let root = strict.mount().unwrap().root.file;
@@ -228,7 +238,17 @@ fn submounts_are_refused_unless_allowed() {
         (entry.dev_major, entry.dev_minor),
         (sub_node.stat.dev_major, sub_node.stat.dev_minor)
     );
+    let hosts = entries
+        .iter()
+        .find(|e| e.name.as_bytes() == b"hosts")
+        .unwrap();
+    assert_eq!(
+        (hosts.dev_major, hosts.dev_minor),
+        (sub_node.stat.dev_major, sub_node.stat.dev_minor),
+        "a file mount point reports its own device"
+    );
 
     drop((root, sub_node, listing, open, strict));
+    unmount(dir.path().join("hosts"), UnmountFlags::DETACH).unwrap();
     unmount(&sub, UnmountFlags::DETACH).unwrap();
 }

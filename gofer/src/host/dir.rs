@@ -60,7 +60,8 @@ pub(super) fn getdents(
         return Ok(Vec::new());
     }
     // One stat per call: entries live on the directory's device unless they are mount
-    // points, which are only reachable (and then stat'ed) when submounts are allowed.
+    // points, which are only reachable when submounts are allowed; then every entry is
+    // stat'ed, since a file can be a mount point too (a bind-mounted /etc/hosts).
     let dir_stat = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE)?;
     let dir_dev = (dir_stat.stx_dev_major, dir_stat.stx_dev_minor);
     let start = rustix::fs::tell(fd)?;
@@ -90,7 +91,8 @@ pub(super) fn getdents(
         }
         let file_type = entry.file_type();
         let dev = match file_type {
-            FileType::Directory | FileType::Unknown if b.options.allow_submounts => {
+            // A symlink cannot be mounted on (mount follows it).
+            kind if kind != FileType::Symlink && b.options.allow_submounts => {
                 let flags = AtFlags::SYMLINK_NOFOLLOW;
                 match rustix::fs::statx(fd, entry.file_name(), flags, StatxFlags::TYPE) {
                     Ok(st) => (st.stx_dev_major, st.stx_dev_minor),
