@@ -16,6 +16,9 @@ use crate::Client;
 /// Getdents64 budget per call, as gVisor's client uses.
 const GETDENTS_BUDGET: i32 = 65_536;
 
+/// The first PRead of [`Client::read`], in bytes; later ones double.
+const FIRST_READ: usize = 64 * 1024;
+
 impl Client {
     /// The attributes of `path`, following symlinks (like `std::fs::metadata`). One
     /// WalkStat when no symlink is on the way.
@@ -89,16 +92,20 @@ impl Client {
     /// The whole contents of the file at `path`, read until a zero-length PRead.
     pub fn read(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let file = self.open(path, O_RDONLY)?;
-        let chunk = usize::try_from(self.max_message_size().saturating_sub(8)).unwrap_or(0);
+        let max_chunk = usize::try_from(self.max_message_size().saturating_sub(8)).unwrap_or(0);
+        // Small reads first, doubling up to the message limit: a small file costs small
+        // buffers (on both ends), a large one soon moves in the largest chunks.
+        let mut chunk = FIRST_READ.min(max_chunk).max(1);
         let mut out = Vec::new();
         loop {
             let len = out.len();
-            out.resize(len + chunk.max(1), 0);
+            out.resize(len + chunk, 0);
             let n = file.read_at(&mut out[len..], u64::try_from(len).unwrap_or(u64::MAX))?;
             out.truncate(len + n);
             if n == 0 {
                 return Ok(out);
             }
+            chunk = (chunk * 2).min(max_chunk).max(1);
         }
     }
 
