@@ -77,12 +77,14 @@ impl<B: Backend> Connection<B> {
 fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
     let mut out = Vec::new();
     let result = channel.accept().and_then(|()| loop {
-        let (mid, fds) = {
+        let (mid, fds, pending) = {
             let frame = channel.recv_request()?;
             conn.handle(frame.mid, frame.payload, &mut out)
         };
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-        channel.send_response(mid, &out, &borrowed)?;
+        let sent = channel.send_response(mid, &out, &borrowed);
+        conn.sent(pending);
+        sent?;
     });
     match result {
         Err(ChannelError::Shutdown) => {}

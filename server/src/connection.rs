@@ -18,10 +18,12 @@ use parking_lot::Mutex;
 use crate::backend::Backend;
 use crate::channels::Running;
 use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
+use crate::metrics::Pending;
 use crate::server::Server;
 
 /// The MIDs this server serves, as advertised by Mount: gVisor fsgofer's list. Flush is
-/// served but, as in gVisor, not advertised, so clients skip the round trip.
+/// not among them (clients treat it as a no-op then), so like every MID outside the list
+/// it is refused with `EOPNOTSUPP`.
 pub(crate) const SUPPORTED: [u16; 32] = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, 25, 26, 27,
     28, 29, 30, 31, 32, 33,
@@ -29,6 +31,10 @@ pub(crate) const SUPPORTED: [u16; 32] = [
 
 /// A handler's result: the response and the host FDs it donates, in order.
 pub(crate) type Reply = Result<(AnyResponse, Vec<OwnedFd>), Errno>;
+
+/// What [`Connection::handle`] answers: the response MID, the host FDs to donate, and with
+/// metrics on the request to record once the response is sent ([`Connection::sent`]).
+pub(crate) type Answer = (u16, Vec<OwnedFd>, Option<Pending>);
 
 /// Wraps a response that donates nothing.
 pub(crate) fn reply(resp: AnyResponse) -> Reply {
@@ -62,23 +68,31 @@ impl<B: Backend> Connection<B> {
     }
 
     /// Handles one request; writes the response payload into `out` and returns the
-    /// response MID and the FDs to donate.
-    pub(crate) fn handle(
-        &self,
-        raw_mid: u16,
-        payload: &[u8],
-        out: &mut Vec<u8>,
-    ) -> (u16, Vec<OwnedFd>) {
-        let result = match self.server.metrics.as_deref() {
-            None => self.respond(raw_mid, payload, out),
-            Some(metrics) => {
-                let start = Instant::now();
-                let result = self.respond(raw_mid, payload, out);
-                metrics.record(raw_mid, result.as_ref().err().copied(), start.elapsed());
-                result
-            }
+    /// response MID, the FDs to donate, and what to give [`Connection::sent`] once the
+    /// response has been sent.
+    pub(crate) fn handle(&self, raw_mid: u16, payload: &[u8], out: &mut Vec<u8>) -> Answer {
+        if self.server.metrics.is_none() {
+            let (mid, fds) = self
+                .respond(raw_mid, payload, out)
+                .unwrap_or_else(|errno| error_response(errno, out));
+            return (mid, fds, None);
+        }
+        let start = Instant::now();
+        let result = self.respond(raw_mid, payload, out);
+        let pending = Pending {
+            raw_mid,
+            error: result.as_ref().err().copied(),
+            start,
         };
-        result.unwrap_or_else(|errno| error_response(errno, out))
+        let (mid, fds) = result.unwrap_or_else(|errno| error_response(errno, out));
+        (mid, fds, Some(pending))
+    }
+
+    /// Records a request whose response has been sent (or failed to be).
+    pub(crate) fn sent(&self, pending: Option<Pending>) {
+        if let (Some(metrics), Some(pending)) = (&self.server.metrics, pending) {
+            metrics.finish(pending);
+        }
     }
 
     /// Runs the request and encodes its response into `out`, or fails with the errno to
@@ -101,7 +115,7 @@ impl<B: Backend> Connection<B> {
 
     fn check_and_run(&self, raw_mid: u16, payload: &[u8]) -> Reply {
         let mid = Mid::try_from(raw_mid).map_err(|_| Errno::EOPNOTSUPP)?;
-        if !(SUPPORTED.contains(&raw_mid) || mid == Mid::Flush) {
+        if !SUPPORTED.contains(&raw_mid) {
             return Err(Errno::EOPNOTSUPP);
         }
         if mid != Mid::Mount && !self.mounted.load(Ordering::Acquire) {
@@ -140,7 +154,8 @@ impl<B: Backend> Connection<B> {
             R::FStatFS(r) => reply(A::FStatFS(self.fstatfs(r)?)),
             R::FAllocate(r) => reply(A::FAllocate(self.fallocate(r)?)),
             R::ReadLinkAt(r) => reply(A::ReadLinkAt(self.readlink_at(r)?)),
-            R::Flush(r) => reply(A::Flush(self.flush(r)?)),
+            // Not advertised: refused before decoding (see SUPPORTED).
+            R::Flush(_) => Err(Errno::EOPNOTSUPP),
             R::Connect(r) => self.connect(r.fd, r.sock_type, None, A::Connect(Default::default())),
             R::ConnectWithCreds(r) => self.connect(
                 r.fd,
@@ -229,9 +244,22 @@ impl<B: Backend> Connection<B> {
 }
 
 impl<B: Backend> Connection<B> {
-    /// An error response for a request that never reached a handler.
-    pub(crate) fn error(&self, errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
-        error_response(errno, out)
+    /// An error response for a request that never reached a handler (the server started
+    /// on it at `start`).
+    pub(crate) fn error(
+        &self,
+        raw_mid: u16,
+        errno: Errno,
+        start: Instant,
+        out: &mut Vec<u8>,
+    ) -> Answer {
+        let (mid, fds) = error_response(errno, out);
+        let pending = self.server.metrics.as_ref().map(|_| Pending {
+            raw_mid,
+            error: Some(errno),
+            start,
+        });
+        (mid, fds, pending)
     }
 }
 

@@ -13,7 +13,7 @@
 //! |---|---|---|---|
 //! | `lisafs_requests_total` | counter | `mid` | requests answered, by message name (`mid="FStat"`; `mid="unknown"` for a MID this crate does not know) |
 //! | `lisafs_errors_total` | counter | `mid`, `errno` | requests answered with `ErrorResp`, by message and errno name (`errno="ENOENT"`; the number for one without a name, `other` above 133) |
-//! | `lisafs_request_duration_seconds` | histogram | `mid` | time from the decoded frame to the encoded response, in the server; buckets 1 µs to 2^20 µs (≈1.05 s), doubling |
+//! | `lisafs_request_duration_seconds` | histogram | `mid` | time in the server from the request frame received to the response sent; buckets 1 µs to 2^20 µs (≈1.05 s), doubling |
 //! | `lisafs_read_bytes_total` | counter | | bytes returned by PRead |
 //! | `lisafs_written_bytes_total` | counter | | bytes written by PWrite |
 //! | `lisafs_fds` | gauge | `kind` | FDIDs held by clients, summed over connections: `control`, `open`, `bound_socket` |
@@ -23,16 +23,20 @@
 //! | `lisafs_channels_opened_total` | counter | | channels started since start |
 //!
 //! `lisafs_requests_total` is the histogram's count, so the two always agree. A MID shows
-//! up once it has been seen; errors once they happened.
+//! up once it has been seen; errors once they happened. A request is counted just after
+//! its response is sent, so a client may see a response a moment before a scrape sees its
+//! request.
 //!
 //! Why no `prometheus-client` or `metrics` crate: the whole set is fixed arrays of
 //! `AtomicU64` indexed by MID, bucket and errno, so recording is two relaxed `fetch_add`s
 //! and two clock reads per request with no registry, lock, hashing or allocation, and the
-//! text format is a hundred lines.
+//! text format is a hundred lines. Only the first clock read is on the client's critical
+//! path: the second, and the counting, happen once the response has been sent
+//! ([`Pending`]), while the client reads it.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lisafs_protocol::wire::{Errno, Mid};
 
@@ -129,6 +133,12 @@ impl Metrics {
             channels: AtomicU64::new(0),
             channels_opened: AtomicU64::new(0),
         }
+    }
+
+    /// Records a request whose response has been sent.
+    #[inline]
+    pub(crate) fn finish(&self, pending: Pending) {
+        self.record(pending.raw_mid, pending.error, pending.start.elapsed());
     }
 
     /// Records one answered request: its raw MID, its errno if it failed, and how long
@@ -308,6 +318,16 @@ impl Metrics {
             w.out.push_str("# EOF\n");
         }
     }
+}
+
+/// A request answered but not yet recorded: the communicator hands it to
+/// [`Metrics::finish`] after sending the response, so that the clock read and the counting
+/// overlap the client's work instead of delaying its response.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    pub(crate) raw_mid: u16,
+    pub(crate) error: Option<Errno>,
+    pub(crate) start: Instant,
 }
 
 /// Decrements a gauge when dropped.

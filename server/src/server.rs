@@ -166,23 +166,22 @@ fn serve_socket<B: Backend>(
 ) -> Result<(), ServeError> {
     let mut out = Vec::new();
     loop {
-        let (mid, fds) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
+        let (mid, fds, pending) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
             Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out),
             Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
                 let start = Instant::now();
                 socket.discard(len)?;
                 tracing::debug!("MID {mid}: {len}-byte request exceeds the limit");
-                if let Some(metrics) = conn.server.metrics() {
-                    metrics.record(mid, Some(Errno::EIO), start.elapsed());
-                }
-                conn.error(Errno::EIO, &mut out)
+                conn.error(mid, Errno::EIO, start, &mut out)
             }
             Err(SocketError::Oversized { len, .. }) => return Err(ServeError::Oversized { len }),
             Err(SocketError::Closed) => return Ok(()),
             Err(err) => return Err(err.into()),
         };
         let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-        socket.send(mid, &out, &borrowed)?;
+        let sent = socket.send(mid, &out, &borrowed);
+        conn.sent(pending);
+        sent?;
         // Our copies of donated FDs close here; the client holds its own.
     }
 }

@@ -231,6 +231,20 @@ impl Setup {
         Scrape::parse(&response.body)
     }
 
+    /// Scrapes until `ready` holds: a request is recorded just after its response is sent,
+    /// so the client may see the response of its last request a moment before the scrape
+    /// does. (Earlier ones are recorded before the server reads the next request.)
+    fn scrape_when(&self, ready: impl Fn(&Scrape) -> bool) -> Scrape {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let scrape = self.scrape();
+            if ready(&scrape) || Instant::now() > deadline {
+                return scrape;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// A client connection served on its own thread.
     fn connect(&self, channels: usize) -> (Client, JoinHandle<()>) {
         let (client_end, server_end) = FramedSocket::pair().unwrap();
@@ -288,7 +302,7 @@ fn counts_match_what_the_client_did() {
     let err = root.unlink_at("missing", 0).unwrap_err();
     assert_eq!(err.errno(), Errno::ENOENT);
 
-    let during = setup.scrape();
+    let during = setup.scrape_when(|s| s.requests("UnlinkAt") == 1.0);
     during.check_histograms();
     assert_eq!(during.requests("Mount"), 1.0);
     assert_eq!(during.requests("Channel"), channels as f64);
@@ -333,7 +347,8 @@ fn counts_match_what_the_client_did() {
     // A second, socket-only connection is counted as well, and its FStat too.
     let (socket_only, socket_serving) = setup.connect(0);
     socket_only.root().fstat().unwrap();
-    let two = setup.scrape();
+    let fstats = during.requests("FStat");
+    let two = setup.scrape_when(|s| s.requests("FStat") > fstats);
     assert_eq!(two.get("lisafs_connections", &[]), 2.0);
     assert_eq!(two.requests("FStat") - during.requests("FStat"), 1.0);
     assert_eq!(two.get("lisafs_channels", &[]), channels as f64);
