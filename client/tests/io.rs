@@ -282,3 +282,24 @@ fn fsync_of_many_files_is_one_rpc() {
         }))
     );
 }
+
+#[test]
+fn client_read_starts_small_and_doubles_up_to_the_message_limit() {
+    let (client, fake) = file_fake(600_008, pattern(1_000_000), usize::MAX);
+
+    assert_eq!(client.read("f").unwrap(), pattern(1_000_000));
+    let reads = preads(&fake.log());
+    const K: u32 = 1024;
+    let at = |kib: u32| u64::from(kib * K);
+    let expected = [
+        (0, 64 * K),
+        (at(64), 128 * K),
+        (at(192), 256 * K),
+        (at(448), 512 * K),
+        // Capped: the message limit less the response's 8-byte count.
+        (at(960), 600_000),
+        // The read before was short (the file ends at 1,000,000): this one finds EOF.
+        (1_000_000, 600_000),
+    ];
+    assert_eq!(reads, expected);
+}
