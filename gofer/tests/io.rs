@@ -33,7 +33,6 @@ fn read_and_write_at_offsets() {
     );
     assert_eq!(std::fs::read(fx.path("f")).unwrap(), b"HELLO world");
     fx.backend.sync(&open).unwrap();
-    fx.backend.flush(&open).unwrap();
 }
 
 #[test]

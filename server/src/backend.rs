@@ -266,11 +266,6 @@ pub trait Backend: Send + Sync + 'static {
         Err(Errno::ENOSYS)
     }
 
-    /// Flush (on close of a client file); a no-op for most backends.
-    fn flush(&self, open: &Self::Open) -> BResult<()> {
-        Ok(())
-    }
-
     /// Reads directory entries of an open directory (Getdents64): from the start if
     /// `rewind`, at most `budget` bytes counted as Linux `dirent64` record lengths, and
     /// never "." or "..". An empty result means the end of the directory. The server caps

@@ -22,7 +22,8 @@ use crate::metrics::Pending;
 use crate::server::Server;
 
 /// The MIDs this server serves, as advertised by Mount: gVisor fsgofer's list. Flush is
-/// served but, as in gVisor, not advertised, so clients skip the round trip.
+/// not among them (clients treat it as a no-op then), so like every MID outside the list
+/// it is refused with `EOPNOTSUPP`.
 pub(crate) const SUPPORTED: [u16; 32] = [
     1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, 25, 26, 27,
     28, 29, 30, 31, 32, 33,
@@ -114,7 +115,7 @@ impl<B: Backend> Connection<B> {
 
     fn check_and_run(&self, raw_mid: u16, payload: &[u8]) -> Reply {
         let mid = Mid::try_from(raw_mid).map_err(|_| Errno::EOPNOTSUPP)?;
-        if !(SUPPORTED.contains(&raw_mid) || mid == Mid::Flush) {
+        if !SUPPORTED.contains(&raw_mid) {
             return Err(Errno::EOPNOTSUPP);
         }
         if mid != Mid::Mount && !self.mounted.load(Ordering::Acquire) {
@@ -153,7 +154,8 @@ impl<B: Backend> Connection<B> {
             R::FStatFS(r) => reply(A::FStatFS(self.fstatfs(r)?)),
             R::FAllocate(r) => reply(A::FAllocate(self.fallocate(r)?)),
             R::ReadLinkAt(r) => reply(A::ReadLinkAt(self.readlink_at(r)?)),
-            R::Flush(r) => reply(A::Flush(self.flush(r)?)),
+            // Not advertised: refused before decoding (see SUPPORTED).
+            R::Flush(_) => Err(Errno::EOPNOTSUPP),
             R::Connect(r) => self.connect(r.fd, r.sock_type, None, A::Connect(Default::default())),
             R::ConnectWithCreds(r) => self.connect(
                 r.fd,

@@ -204,6 +204,15 @@ fn unknown_unsupported_and_error_mids_are_eopnotsupp() {
             "MID {mid}"
         );
     }
+    // Flush is a known MID but not advertised: refused like any other, whatever its FD
+    // (issue 12: it used to be served, so a bad FD gave EBADF).
+    for fd in [root, FdId(999)] {
+        let flush = encode(&FlushReq { fd }).unwrap();
+        assert_eq!(
+            peer.errno_of(Mid::Flush.as_u16(), &flush),
+            Errno::EOPNOTSUPP
+        );
+    }
     peer.assert_alive(root);
 }
 

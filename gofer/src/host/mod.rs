@@ -363,10 +363,6 @@ impl Backend for HostBackend {
         io::sync(open)
     }
 
-    fn flush(&self, _open: &HostOpen) -> BResult<()> {
-        Ok(())
-    }
-
     fn getdents(&self, open: &HostOpen, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
         dir::getdents(self, open, rewind, budget)
     }

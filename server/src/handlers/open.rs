@@ -1,10 +1,10 @@
-//! OpenAt, OpenCreateAt, Close, FSync, Flush (SPEC.md §6.7–6.10, §6.20, §7.2).
+//! OpenAt, OpenCreateAt, Close, FSync (SPEC.md §6.7–6.10, §7.2).
 
 use std::sync::Arc;
 
 use lisafs_protocol::wire::{
-    AnyResponse, CloseReq, CloseResp, Errno, FSyncReq, FSyncResp, FlushReq, FlushResp, OpenAtReq,
-    OpenAtResp, OpenCreateAtReq, OpenCreateAtResp,
+    AnyResponse, CloseReq, CloseResp, Errno, FSyncReq, FSyncResp, OpenAtReq, OpenAtResp,
+    OpenCreateAtReq, OpenCreateAtResp,
 };
 
 use crate::backend::{Backend, OpenFlags, Opened};
@@ -117,13 +117,6 @@ impl<B: Backend> Connection<B> {
             }
         }
         first_error.map_or(Ok(FSyncResp {}), Err)
-    }
-
-    pub(crate) fn flush(&self, req: FlushReq) -> Result<FlushResp, Errno> {
-        let fd = self.open_fd(req.fd)?;
-        let _node = fd.control.node.lock.read();
-        self.server.backend().flush(&fd.open)?;
-        Ok(FlushResp {})
     }
 }
 
