@@ -428,3 +428,80 @@ fn activation_refuses_more_than_one_socket_and_a_clashing_flag() {
         "gofer: systemd passed a socket (LISTEN_FDS): drop --socket and --fd\n"
     );
 }
+
+/// Issue 12 item 7: a refusal that looks like an attack is a warning, but a client
+/// repeating it cannot flood the log (at most 10 per kind per 10 s); `--log-format json`
+/// writes one JSON object per line.
+#[test]
+fn refusals_are_rate_limited_warnings_in_json() {
+    use lisafs_protocol::wire::{encode, ErrorResp, FdId, SizedString, WalkReq};
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gofer.sock");
+    let mut running = start_logged(
+        dir.path(),
+        &["--socket", socket.to_str().unwrap(), "--log-format", "json"],
+        Stdio::null(),
+    );
+    let mut framed = FramedSocket::new(mounted(&socket).into());
+    let climb = encode(&WalkReq {
+        dir_fd: FdId(1),
+        path: vec![SizedString::from("..")],
+    })
+    .unwrap();
+    for _ in 0..25 {
+        framed.send(Mid::Walk.as_u16(), &climb, &[]).unwrap();
+        let frame = framed.recv(MAX_MESSAGE_SIZE, 0).unwrap();
+        assert_eq!(frame.mid, Mid::Error.as_u16());
+        let errno = lisafs_protocol::wire::decode::<ErrorResp>(frame.payload).unwrap();
+        assert_eq!(errno.errno, lisafs_protocol::wire::Errno::EINVAL);
+    }
+    drop(framed);
+    signal(&running.0, Signal::TERM);
+    assert_eq!(
+        exit_within(&mut running, Duration::from_secs(8)).code(),
+        Some(0)
+    );
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    for line in log.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON line: {line}"
+        );
+    }
+    let warnings: Vec<_> = log
+        .lines()
+        .filter(|line| line.contains(r#""refusal":"escape""#))
+        .collect();
+    assert_eq!(warnings.len(), 10, "{log}");
+    assert!(warnings
+        .iter()
+        .all(|line| line.contains(r#""level":"WARN""#)));
+}
+
+/// `RUST_LOG` overrides `--log-level`.
+#[test]
+fn rust_log_overrides_the_log_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("gofer.sock");
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let log = std::fs::File::create(dir.path().join("log")).unwrap();
+    let child = gofer()
+        .arg("--root")
+        .arg(&root)
+        .args(["--socket", socket.to_str().unwrap(), "--log-level", "error"])
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let mut running = Running(child);
+    drop(mounted(&socket));
+    signal(&running.0, Signal::TERM);
+    assert_eq!(
+        exit_within(&mut running, Duration::from_secs(8)).code(),
+        Some(0)
+    );
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("INFO connection opened"), "{log}");
+}

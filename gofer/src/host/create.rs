@@ -12,7 +12,7 @@
 use std::os::fd::AsFd;
 
 use lisafs_protocol::wire::{Errno, Gid, Statx, Uid, S_IFIFO, S_IFSOCK};
-use lisafs_server::{BResult, Create, Name, Node, OpenFlags, Opened};
+use lisafs_server::{refused, BResult, Create, Name, Node, OpenFlags, Opened, Refusal};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use super::creds;
@@ -146,7 +146,14 @@ pub(super) fn mknod(
         S_IFBLK if kinds.block => Some((FileType::BlockDevice, FileKind::BlockDevice)),
         S_IFIFO if kinds.fifo => Some((FileType::Fifo, FileKind::Fifo)),
         S_IFSOCK if kinds.socket => Some((FileType::Socket, FileKind::Socket)),
-        _ => return Err(Errno::EPERM),
+        _ => {
+            refused!(
+                Refusal::SpecialFile,
+                mode = format_args!("{:o}", attrs.mode),
+                "refused a MknodAt outside --mknod"
+            );
+            return Err(Errno::EPERM);
+        }
     };
     b.resolver.ensure_beneath(dir)?;
     let name = name.as_bytes();

@@ -4,7 +4,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use lisafs_protocol::wire::Errno;
-use lisafs_server::{BResult, OpenFlags, Opened};
+use lisafs_server::{refused, BResult, OpenFlags, Opened, Refusal};
 use rustix::fs::{FallocateFlags, OFlags};
 
 use super::file::{FileKind, HostFile, HostOpen};
@@ -97,7 +97,15 @@ pub(super) fn open(
             })
         }
         FileKind::Symlink => Err(Errno::EINVAL),
-        FileKind::Fifo | FileKind::Socket | FileKind::CharDevice | FileKind::BlockDevice => {
+        kind @ (FileKind::Fifo
+        | FileKind::Socket
+        | FileKind::CharDevice
+        | FileKind::BlockDevice) => {
+            refused!(
+                Refusal::SpecialFile,
+                ?kind,
+                "refused to open a special file"
+            );
             Err(Errno::EPERM)
         }
     }

@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lisafs_protocol::wire::{Errno, Statx};
-use lisafs_server::BResult;
+use lisafs_server::{refused, BResult, Refusal};
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 use rustix::path::DecInt;
 
@@ -126,7 +126,11 @@ impl Resolver {
         if self.allow_submounts {
             let kind = rustix::fs::fstatfs(&fd)?.f_type;
             if PSEUDO_FILESYSTEMS.contains(&kind) {
-                tracing::warn!(magic = kind, "refused a walk into a pseudo-filesystem");
+                refused!(
+                    Refusal::PseudoFs,
+                    magic = kind,
+                    "refused a walk into a pseudo-filesystem"
+                );
                 return Err(Errno::EXDEV);
             }
         }
@@ -262,7 +266,10 @@ impl Resolver {
         if inside || stat_fd(file.as_fd())?.nlink == 0 {
             return Ok(());
         }
-        tracing::warn!("a file held by a client is no longer beneath the served root");
+        refused!(
+            Refusal::Escape,
+            "refused a change to a file that is no longer beneath the served root"
+        );
         Err(Errno::EXDEV)
     }
 

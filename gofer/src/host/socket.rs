@@ -7,7 +7,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 
 use lisafs_protocol::wire::{Errno, Gid, Uid};
-use lisafs_server::{BResult, Create, Name, Node};
+use lisafs_server::{refused, BResult, Create, Name, Node, Refusal};
 use rustix::fs::{Mode, OFlags};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
@@ -95,6 +95,10 @@ pub(super) fn connect(
         return Err(Errno::ENOTSOCK);
     }
     if !b.options.uds_connect {
+        refused!(
+            Refusal::SpecialFile,
+            "refused a connect to a host socket (--host-uds)"
+        );
         return Err(Errno::EPERM);
     }
     // A socket moved out of the share is a host socket the client must not reach.
@@ -125,6 +129,10 @@ pub(super) fn bind(
     attrs: Create,
 ) -> BResult<(Node<HostFile>, HostSocket, OwnedFd)> {
     if !b.options.uds_create {
+        refused!(
+            Refusal::SpecialFile,
+            "refused a bind of a host socket (--host-uds)"
+        );
         return Err(Errno::EPERM);
     }
     let kind = socket_type(sock_type)?;

@@ -19,7 +19,7 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use lisafs_protocol::wire::Errno;
-use lisafs_server::BResult;
+use lisafs_server::{refused, BResult, Refusal};
 use rustix::fs::XattrFlags;
 
 use super::file::HostFile;
@@ -87,7 +87,14 @@ fn checked_name(b: &HostBackend, name: &[u8]) -> BResult<CString> {
     let name = c_name(name)?;
     match allowed(b.options.xattr, name.as_bytes()) {
         true => Ok(name),
-        false => Err(Errno::EOPNOTSUPP),
+        false => {
+            refused!(
+                Refusal::Xattr,
+                name = %name.to_bytes().escape_ascii(),
+                "refused an xattr outside --xattr"
+            );
+            Err(Errno::EOPNOTSUPP)
+        }
     }
 }
 
