@@ -74,7 +74,7 @@ impl<B: Backend> Connection<B> {
         if self.server.metrics.is_none() {
             let (mid, fds) = self
                 .respond(raw_mid, payload, out)
-                .unwrap_or_else(|errno| error_response(errno, out));
+                .unwrap_or_else(|errno| failed(raw_mid, errno, out));
             return (mid, fds, None);
         }
         let start = Instant::now();
@@ -84,7 +84,7 @@ impl<B: Backend> Connection<B> {
             error: result.as_ref().err().copied(),
             start,
         };
-        let (mid, fds) = result.unwrap_or_else(|errno| error_response(errno, out));
+        let (mid, fds) = result.unwrap_or_else(|errno| failed(raw_mid, errno, out));
         (mid, fds, Some(pending))
     }
 
@@ -261,6 +261,13 @@ impl<B: Backend> Connection<B> {
         });
         (mid, fds, pending)
     }
+}
+
+/// The error response to a failed request, logged at debug (failures are the client's
+/// business; the ones that look like attacks are warned about where they are refused).
+fn failed(raw_mid: u16, errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
+    tracing::debug!(mid = raw_mid, %errno, "request failed");
+    error_response(errno, out)
 }
 
 fn error_response(errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
