@@ -5,6 +5,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use lisafs_protocol::wire::Errno;
@@ -114,24 +115,36 @@ pub fn run(config: &Config) -> Result<(), StartError> {
         reason: os_reason(&err.into()),
     })?;
     let (source, socket_file) = connection_source(config, inherited)?;
+    let metrics = match &config.metrics_socket {
+        Some(path) => Some(listener::listen_at(path).map_err(|err| StartError::Socket {
+            path: path.clone(),
+            reason: os_reason(&err),
+        })?),
+        None => None,
+    };
+    let (metrics_listener, metrics_file) = metrics.unzip();
+    let socket_files: Vec<_> = socket_file.into_iter().chain(metrics_file).collect();
     let connections = match source {
         Source::Connected(_) => 1,
         Source::Listening(_) => config.max_connections,
     };
-    let (source, mut readiness) = match config.sandbox {
-        SandboxMode::None => (source, Readiness::Direct(notifier, socket_file)),
+    let ((source, metrics_listener), mut readiness) = match config.sandbox {
+        SandboxMode::None => (
+            (source, metrics_listener),
+            Readiness::Direct(notifier, socket_files),
+        ),
         mode => {
             if mode == SandboxMode::Namespace {
                 namespace::unshare().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
             }
             let supervisor = Supervisor {
-                socket_file,
+                socket_files,
                 notifier,
                 seccomp: config.seccomp,
             };
-            let (source, ready) = supervisor::fork(supervisor, source)
+            let (sockets, ready) = supervisor::fork(supervisor, (source, metrics_listener))
                 .map_err(|err| sandbox_error("the supervising parent", &err))?;
-            (source, Readiness::Supervised(ready))
+            (sockets, Readiness::Supervised(ready))
         }
     };
     let signals = StopSignals::install().map_err(|err| sandbox_error("signal handlers", &err))?;
@@ -158,6 +171,13 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     let mut options = config.server_options();
     options.max_fds = max_fds;
     let server = Server::new(backend, options);
+    if let (Some(listener), Some(metrics)) = (metrics_listener, server.metrics()) {
+        crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
+            StartError::Serve {
+                reason: format!("the metrics thread: {}", os_reason(&err)),
+            }
+        })?;
+    }
     let ended = serve::serve(&server, source, connections, signals, || readiness.ready()).map_err(
         |err| StartError::Serve {
             reason: os_reason(&err),
@@ -220,7 +240,7 @@ enum Readiness {
     /// The supervising parent (which tells systemd, and removes the file).
     Supervised(Ready),
     /// Unconfined, the process itself.
-    Direct(Option<Notifier>, Option<SocketFile>),
+    Direct(Option<Notifier>, Vec<SocketFile>),
 }
 
 impl Readiness {
@@ -235,14 +255,12 @@ impl Readiness {
     /// Serving has ended: unconfined, remove the socket file (the supervising parent does
     /// that once the child is gone).
     fn stopped(&mut self) {
-        if let Self::Direct(notifier, file) = self {
+        if let Self::Direct(notifier, files) = self {
             if let Some(notifier) = notifier {
                 notifier.notify("STOPPING=1");
             }
-            if let Some(file) = file.take() {
-                if let Err(err) = file.remove() {
-                    tracing::warn!("cannot remove the socket file: {err}");
-                }
+            for file in files.drain(..) {
+                file.remove_or_warn();
             }
         }
     }

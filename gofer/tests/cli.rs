@@ -505,3 +505,54 @@ fn rust_log_overrides_the_log_level() {
     let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
     assert!(log.contains("INFO connection opened"), "{log}");
 }
+
+/// Issue 12 item 8: `--metrics-socket` serves the Prometheus text over HTTP from the
+/// confined gofer, counting what a client did; the socket file goes with the gofer.
+#[test]
+fn metrics_socket_serves_prometheus_text_and_is_removed_at_stop() {
+    use std::io::{Read, Write};
+    for mode in ["namespace", "none"] {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("gofer.sock");
+        let metrics = dir.path().join("metrics.sock");
+        let mut running = start_logged(
+            dir.path(),
+            &[
+                "--socket",
+                socket.to_str().unwrap(),
+                "--metrics-socket",
+                metrics.to_str().unwrap(),
+                "--sandbox",
+                mode,
+            ],
+            Stdio::null(),
+        );
+        drop(mounted(&socket));
+        // The Mount is counted once its response is sent; the scrape may come first.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let text = loop {
+            let mut http = UnixStream::connect(&metrics).unwrap();
+            http.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            http.read_to_string(&mut answer).unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{mode}: {answer}");
+            if answer.contains("lisafs_requests_total{mid=\"Mount\"} 1\n")
+                || Instant::now() > deadline
+            {
+                break answer;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        assert!(
+            text.contains("lisafs_requests_total{mid=\"Mount\"} 1\n"),
+            "{mode}: {text}"
+        );
+        signal(&running.0, Signal::TERM);
+        assert_eq!(
+            exit_within(&mut running, Duration::from_secs(8)).code(),
+            Some(0)
+        );
+        assert!(!metrics.exists(), "{mode}: metrics socket left behind");
+    }
+}

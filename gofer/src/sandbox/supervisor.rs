@@ -19,14 +19,15 @@ use signal_hook::SigId;
 
 use super::{privileges, seccomp};
 use crate::config::SeccompAction;
-use crate::service::{serve, Notifier, SocketFile, Source};
+use crate::service::{serve, Notifier, SocketFile};
 use crate::sys::{self, Forked};
 
 /// What the parent keeps and does for the child.
 #[derive(Debug)]
 pub(crate) struct Supervisor {
-    /// The socket file to remove once the child is gone.
-    pub(crate) socket_file: Option<SocketFile>,
+    /// The socket files to remove once the child is gone (the connection socket's and
+    /// the metrics socket's).
+    pub(crate) socket_files: Vec<SocketFile>,
     /// systemd's notification socket: the parent is the service's main process, so
     /// systemd accepts `READY=1` only from it.
     pub(crate) notifier: Option<Notifier>,
@@ -45,10 +46,10 @@ impl Ready {
     }
 }
 
-/// Forks. Returns in the child only, with `source` and the [`Ready`] end; the parent
-/// closes its copy of `source` and supervises the child until it ends, then exits as it
-/// did. Must be called while the process has one thread.
-pub(crate) fn fork(supervisor: Supervisor, source: Source) -> io::Result<(Source, Ready)> {
+/// Forks. Returns in the child only, with `carried` (the child's sockets) and the [`Ready`]
+/// end; the parent closes its copy of `carried` and supervises the child until it ends,
+/// then exits as it did. Must be called while the process has one thread.
+pub(crate) fn fork<T>(supervisor: Supervisor, carried: T) -> io::Result<(T, Ready)> {
     // Registered before the fork, so that a signal arriving at once is not lost (it would
     // kill the parent before it could pass it on).
     let signals = SignalPipes::register()?;
@@ -60,10 +61,10 @@ pub(crate) fn fork(supervisor: Supervisor, source: Source) -> io::Result<(Source
             drop(supervisor);
             // The parent may be outside this PID namespace: if it dies, so must we.
             rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-            Ok((source, Ready(ready_write)))
+            Ok((carried, Ready(ready_write)))
         }
         Forked::Parent(child) => {
-            drop(source);
+            drop(carried);
             drop(ready_write);
             supervise(child, &signals, ready_read, supervisor)
         }
@@ -103,10 +104,8 @@ const KILL_GRACE: Duration = Duration::from_secs(2);
 /// The parent's whole life after the fork.
 fn supervise(child: Pid, signals: &SignalPipes, ready: OwnedFd, supervisor: Supervisor) -> ! {
     let outcome = watch(child, signals, &ready, &supervisor);
-    if let Some(file) = &supervisor.socket_file {
-        if let Err(err) = file.remove() {
-            tracing::warn!("cannot remove the socket file: {err}");
-        }
+    for file in &supervisor.socket_files {
+        file.remove_or_warn();
     }
     match outcome {
         Ok(End::Exited(code)) => std::process::exit(code),

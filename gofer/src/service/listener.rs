@@ -133,6 +133,13 @@ impl SocketFile {
             Ok(_) | Err(_) => Ok(false),
         }
     }
+
+    /// [`SocketFile::remove`], logging a failure (there is nothing else to do about it).
+    pub(crate) fn remove_or_warn(&self) {
+        if let Err(err) = self.remove() {
+            tracing::warn!("cannot remove the socket file {:?}: {err}", self.name);
+        }
+    }
 }
 
 /// A file's device and inode numbers.
