@@ -17,6 +17,7 @@ mod confinement;
 mod cpu;
 mod fixture;
 mod floors;
+mod metrics;
 mod ops;
 
 use std::fmt::Write as _;
@@ -85,7 +86,8 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: report [--secs S] [--gofer PATH] [--only KEY,...] [--spin-us N]\n\
-                     KEY: floors fstat walkstat open pwrite getdents mkdir pread threads sandbox\n\
+                     KEY: floors fstat walkstat open pwrite getdents mkdir pread threads\n\
+                     \x20    sandbox metrics\n\
                      Measures lisafs against native syscalls; see benches/README.md."
                         .into(),
                 )
@@ -260,6 +262,17 @@ fn report(args: &Args) -> Result<(), BoxError> {
         )?,
         false => Vec::new(),
     };
+    let metrics = match args.wants("metrics") {
+        true => Some(metrics::measure(
+            &gofer_bin,
+            &root,
+            scratch.path(),
+            args.spin_us,
+            defaults,
+            &budget,
+        )?),
+        false => None,
+    };
 
     let context = Context {
         scratch: scratch.describe(),
@@ -274,6 +287,9 @@ fn report(args: &Args) -> Result<(), BoxError> {
     let mut out = render(&context, &floors, &rows, &throughput);
     if !confinement.is_empty() {
         confinement::render(&mut out, &confinement);
+    }
+    if let Some(metrics) = &metrics {
+        metrics::render(&mut out, metrics);
     }
     print!("{out}");
     Ok(())
