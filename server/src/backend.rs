@@ -8,6 +8,7 @@
 //! adding an operation never breaks an existing backend.
 
 use std::os::fd::OwnedFd;
+use std::path::PathBuf;
 
 use lisafs_protocol::wire::{Dirent64, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
 
@@ -88,6 +89,17 @@ pub trait Backend: Send + Sync + 'static {
     /// Opens the root of the served tree (Mount).
     fn mount(&self) -> BResult<Mounted<Self::File>> {
         Err(Errno::ENOSYS)
+    }
+
+    /// The file's current path relative to the served root ("" for the root itself), or
+    /// `None` if the backend cannot tell or the file is no longer inside the tree (moved
+    /// out, or unlinked). "Current" means now, not when the file was walked: a rename of
+    /// the file or of any directory above it, by a client or by another process, shows.
+    ///
+    /// The server never calls it; [`hooks`](crate::hooks) do, and only when a hook asks
+    /// for a path, because it may cost system calls (the host backend's does three).
+    fn path(&self, file: &Self::File) -> Option<PathBuf> {
+        None
     }
 
     /// Stats a file (FStat, and WalkStat's leading "").

@@ -12,6 +12,7 @@ mod channels;
 mod connection;
 mod fd_table;
 mod handlers;
+pub mod hooks;
 pub mod metrics;
 mod name;
 mod node_lock;
@@ -19,6 +20,7 @@ pub mod refusal;
 mod server;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
+pub use hooks::{Hook, Hooked, Op, OpClass};
 pub use metrics::Metrics;
 pub use name::Name;
 pub use refusal::Refusal;
