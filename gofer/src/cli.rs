@@ -9,16 +9,17 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lisafs_protocol::wire::Errno;
-use lisafs_server::Server;
+use lisafs_server::{Metrics, Server};
 use rustix::fs::{Mode, OFlags};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{Config, LogFormat, LogLevel, SandboxMode};
 use crate::host::{HostBackend, ShareMount};
 use crate::limits;
+use crate::plan::{ConfigError, Connection, MountPlan, Plan};
 use crate::sandbox::supervisor::{self, Ready, Supervisor};
 use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
-use crate::service::serve::{self, Ended, StopSignals};
+use crate::service::serve::{self, Ended, Served, StopSignals};
 use crate::service::{listener, systemd, Notifier, SocketFile, Source};
 
 /// Why the gofer could not start or stopped serving. Each message is one line naming the
@@ -33,9 +34,11 @@ pub enum StartError {
         /// What is wrong with it.
         reason: String,
     },
-    /// `--root` cannot be served.
-    #[error("--root {}: {reason}", path.display())]
+    /// A root cannot be served.
+    #[error("{subject} {}: {reason}", path.display())]
     Root {
+        /// `--root`, or the mount in the config file.
+        subject: String,
         /// The directory given.
         path: PathBuf,
         /// What is wrong with it.
@@ -60,6 +63,9 @@ pub enum StartError {
     /// `--max-fds` and `--max-connections` do not fit in the open-file limit.
     #[error("{0}")]
     Limits(String),
+    /// The `--config` file is not valid.
+    #[error("{0}")]
+    Config(#[from] ConfigError),
     /// Neither `--socket` nor `--fd` was given, nor a socket by systemd.
     #[error("one of --socket and --fd is required (or systemd socket activation)")]
     NoConnection,
@@ -87,50 +93,73 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Runs the gofer as configured: confines the process around the share, then serves until
-/// the connection source closes or a stop signal arrives.
+/// Runs the gofer as configured: the one mount of the flags, or every mount of
+/// `--config`; with `--check`, only validates and prints the effective configuration.
+pub fn run(config: &Config) -> Result<(), StartError> {
+    let plan = match &config.config {
+        Some(path) => Plan::load(path).map_err(StartError::Config)?,
+        None => Plan::from_flags(config),
+    };
+    if config.check {
+        for mount in &plan.mounts {
+            check_root(mount)?;
+        }
+        print!("{plan}");
+        return Ok(());
+    }
+    serve_plan(plan)
+}
+
+/// Confines the process around the shares, then serves until every connection source has
+/// closed (connected sockets) or a stop signal arrives.
 ///
-/// The order matters: inherited FDs other than the connection are closed first; the
-/// connection source (and systemd's notification socket) are opened while host paths and
+/// The order matters: inherited FDs other than the connections are closed first; the
+/// connection sources (and systemd's notification socket) are opened while host paths and
 /// the host's network namespace are reachable; namespaces are entered and the process forks
 /// while it has one thread; the `/proc/self/fd` handle is opened before `/proc` goes away
 /// with the old root; capabilities are dropped, Landlock and seccomp installed last, still
 /// on one thread, so every connection thread inherits them.
-pub fn run(config: &Config) -> Result<(), StartError> {
-    init_logging(config.log_level, config.log_format);
-    let inherited = inherited_fd(config)?;
-    crate::sys::close_inherited_except(inherited);
+fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
+    init_logging(plan.log_level, plan.log_format);
+    take_activation(&mut plan)?;
+    let inherited: Vec<_> = plan
+        .mounts
+        .iter()
+        .filter_map(|mount| match mount.connection {
+            Connection::Fd(fd) => Some(fd),
+            _ => None,
+        })
+        .collect();
+    crate::sys::close_inherited_except(&inherited);
     let notifier = Notifier::from_env().unwrap_or_else(|err| {
         tracing::warn!("NOTIFY_SOCKET: {err}; systemd will not hear that the gofer is ready");
         None
     });
-    // A bad --root fails here, before a socket file exists.
-    rustix::fs::open(
-        &config.root,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|err| StartError::Root {
-        path: config.root.clone(),
-        reason: os_reason(&err.into()),
-    })?;
-    let (source, socket_file) = connection_source(config, inherited)?;
-    let metrics = match &config.metrics_socket {
-        Some(path) => Some(listener::listen_at(path).map_err(|err| StartError::Socket {
-            path: path.clone(),
-            reason: os_reason(&err),
-        })?),
+    // A bad root fails here, before a socket file exists.
+    for mount in &plan.mounts {
+        check_root(mount)?;
+    }
+    let mut sources = Vec::new();
+    let mut socket_files = Vec::new();
+    for mount in &plan.mounts {
+        let (source, file) = connection_source(mount)?;
+        sources.push(source);
+        socket_files.extend(file);
+    }
+    let metrics_listener = match &plan.metrics_socket {
+        Some(path) => {
+            let (listener, file) = listener::listen_at(path).map_err(|err| StartError::Socket {
+                path: path.clone(),
+                reason: os_reason(&err),
+            })?;
+            socket_files.push(file);
+            Some(listener)
+        }
         None => None,
     };
-    let (metrics_listener, metrics_file) = metrics.unzip();
-    let socket_files: Vec<_> = socket_file.into_iter().chain(metrics_file).collect();
-    let connections = match source {
-        Source::Connected(_) => 1,
-        Source::Listening(_) => config.max_connections,
-    };
-    let ((source, metrics_listener), mut readiness) = match config.sandbox {
+    let ((sources, metrics_listener), mut readiness) = match plan.sandbox {
         SandboxMode::None => (
-            (source, metrics_listener),
+            (sources, metrics_listener),
             Readiness::Direct(notifier, socket_files),
         ),
         mode => {
@@ -140,49 +169,86 @@ pub fn run(config: &Config) -> Result<(), StartError> {
             let supervisor = Supervisor {
                 socket_files,
                 notifier,
-                seccomp: config.seccomp,
+                seccomp: plan.seccomp,
             };
-            let (sockets, ready) = supervisor::fork(supervisor, (source, metrics_listener))
+            let (sockets, ready) = supervisor::fork(supervisor, (sources, metrics_listener))
                 .map_err(|err| sandbox_error("the supervising parent", &err))?;
             (sockets, Readiness::Supervised(ready))
         }
     };
     let signals = StopSignals::install().map_err(|err| sandbox_error("signal handlers", &err))?;
-    let max_fds = limits::plan(config.max_fds, connections)
+    let limits: Vec<_> = plan
+        .mounts
+        .iter()
+        .zip(&sources)
+        .map(|(mount, source)| match source {
+            Source::Connected(_) => 1,
+            Source::Listening(_) => mount.max_connections,
+        })
+        .collect();
+    let total = limits.iter().sum();
+    // Before seccomp, which refuses setrlimit.
+    let max_fds = plan
+        .mounts
+        .iter()
+        .map(|mount| limits::plan(mount.max_fds, total))
+        .collect::<Result<Vec<_>, _>>()
         .map_err(|err| StartError::Limits(err.to_string()))?;
-    if config.sandbox == SandboxMode::Namespace {
+    if plan.sandbox == SandboxMode::Namespace {
         namespace::private_mounts().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
     }
-    let (root, mount) = open_share(config)?;
+    let mut shares = Vec::new();
+    for mount in &plan.mounts {
+        shares.push(open_share(mount, plan.sandbox)?);
+    }
     let mut layers = Vec::new();
-    confine_root(config, root.as_fd(), &mut layers)?;
-    let backend = HostBackend::with_root(root, mount, config.host_options()).map_err(|err| {
-        StartError::Root {
-            path: config.root.clone(),
-            reason: os_reason(&err),
-        }
-    })?;
-    backend
+    confine_root(&plan, shares[0].0.as_fd(), &mut layers)?;
+    let mut backends = Vec::new();
+    for (mount, (root, share)) in plan.mounts.iter().zip(shares) {
+        let backend =
+            HostBackend::with_root(root, share, mount.host).map_err(|err| StartError::Root {
+                subject: root_subject(mount),
+                path: mount.root.clone(),
+                reason: os_reason(&err),
+            })?;
+        backends.push(backend);
+    }
+    backends[0]
         .name_sockets_from_cwd()
         .map_err(|err| sandbox_error("the /proc/self/fd handle", &err))?;
-    restrict_process(config, &backend, &mut layers)?;
+    restrict_process(&plan, &backends, &mut layers)?;
     tracing::info!(confinement = layers.join("; "), "confined");
-    tracing::info!(root = %config.root.display(), options = ?backend.options(), max_fds, "serving");
-    let mut options = config.server_options();
-    options.max_fds = max_fds;
-    let server = Server::new(backend, options);
-    if let (Some(listener), Some(metrics)) = (metrics_listener, server.metrics()) {
-        crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
-            StartError::Serve {
-                reason: format!("the metrics thread: {}", os_reason(&err)),
-            }
+    let metrics = plan.metrics().then(|| Arc::new(Metrics::default()));
+    let mut served = Vec::new();
+    let each = backends.into_iter().zip(sources).zip(limits).zip(max_fds);
+    for (mount, (((backend, source), max), max_fds)) in plan.mounts.iter().zip(each) {
+        tracing::info!(
+            mount = mount.name,
+            root = %mount.root.display(),
+            options = ?backend.options(),
+            max_fds,
+            "serving"
+        );
+        let options = mount.server_options(max_fds, metrics.is_some());
+        let server = match &metrics {
+            Some(metrics) => Server::with_metrics(backend, options, Arc::clone(metrics)),
+            None => Server::new(backend, options),
+        };
+        served.push(Served {
+            server,
+            source,
+            max,
+        });
+    }
+    if let (Some(listener), Some(metrics)) = (metrics_listener, metrics) {
+        crate::metrics_endpoint::spawn(listener, metrics).map_err(|err| StartError::Serve {
+            reason: format!("the metrics thread: {}", os_reason(&err)),
         })?;
     }
-    let ended = serve::serve(&server, source, connections, signals, || readiness.ready()).map_err(
-        |err| StartError::Serve {
+    let ended =
+        serve::serve(served, signals, || readiness.ready()).map_err(|err| StartError::Serve {
             reason: os_reason(&err),
-        },
-    )?;
+        })?;
     match ended {
         Ended::Closed => tracing::info!("the connection closed; exiting"),
         Ended::Stopped { signal, cut: 0 } => {
@@ -198,40 +264,68 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     Ok(())
 }
 
-/// The inherited FD to serve: `--fd`, or the socket systemd passed.
-fn inherited_fd(config: &Config) -> Result<Option<i32>, StartError> {
-    let activated = systemd::activation_fd().map_err(StartError::Activation)?;
-    match (activated, &config.socket, config.fd) {
-        (None, _, fd) => Ok(fd),
-        (Some(fd), None, None) => Ok(Some(fd)),
-        (Some(_), _, _) => Err(StartError::Activation(
+/// Gives the socket systemd passed, if any, to the one mount of the command line, which
+/// must not name a socket of its own.
+fn take_activation(plan: &mut Plan) -> Result<(), StartError> {
+    let Some(fd) = systemd::activation_fd().map_err(StartError::Activation)? else {
+        return Ok(());
+    };
+    match plan.mounts.as_mut_slice() {
+        [mount] if mount.connection == Connection::Unset => {
+            mount.connection = Connection::Fd(fd);
+            Ok(())
+        }
+        [_] => Err(StartError::Activation(
             "systemd passed a socket (LISTEN_FDS): drop --socket and --fd".into(),
+        )),
+        _ => Err(StartError::Activation(
+            "systemd passed a socket (LISTEN_FDS): with --config, name each mount's fd".into(),
         )),
     }
 }
 
-/// The connection source: the inherited socket, or a new listening one at `--socket` with
-/// the socket file to remove at the end.
-fn connection_source(
-    config: &Config,
-    inherited: Option<i32>,
-) -> Result<(Source, Option<SocketFile>), StartError> {
-    match (inherited, &config.socket) {
-        (Some(fd), _) => {
-            let source = listener::inherited(fd).map_err(|err| StartError::Fd {
-                fd,
+/// How errors name a mount's root: the flag, or the mount in the config file.
+fn root_subject(mount: &MountPlan) -> String {
+    match mount.name.as_str() {
+        "root" => "--root".into(),
+        name => format!("mount {name:?}: root"),
+    }
+}
+
+/// Fails as serving would if `mount`'s root is not a directory that can be opened.
+fn check_root(mount: &MountPlan) -> Result<(), StartError> {
+    rustix::fs::open(
+        &mount.root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map(drop)
+    .map_err(|err| StartError::Root {
+        subject: root_subject(mount),
+        path: mount.root.clone(),
+        reason: os_reason(&err.into()),
+    })
+}
+
+/// A mount's connection source: the inherited socket, or a new listening one with the
+/// socket file to remove at the end.
+fn connection_source(mount: &MountPlan) -> Result<(Source, Option<SocketFile>), StartError> {
+    match &mount.connection {
+        Connection::Fd(fd) => {
+            let source = listener::inherited(*fd).map_err(|err| StartError::Fd {
+                fd: *fd,
                 reason: os_reason(&err),
             })?;
             Ok((source, None))
         }
-        (None, Some(path)) => {
+        Connection::Socket(path) => {
             let (socket, file) = listener::listen_at(path).map_err(|err| StartError::Socket {
                 path: path.clone(),
                 reason: os_reason(&err),
             })?;
             Ok((Source::Listening(socket), Some(file)))
         }
-        (None, None) => Err(StartError::NoConnection),
+        Connection::Unset => Err(StartError::NoConnection),
     }
 }
 
@@ -266,25 +360,28 @@ impl Readiness {
     }
 }
 
-/// Opens the share as a detached `nosuid,nodev` (and with `--readonly`, `ro`) bind mount.
-/// Only unconfined (`--sandbox none`) may a gofer without the privilege for that fall back
-/// to a plain directory FD, with a warning.
-fn open_share(config: &Config) -> Result<(OwnedFd, ShareMount), StartError> {
+/// Opens a mount's share as a detached `nosuid,nodev` (and with `readonly`, `ro`) bind
+/// mount. Only unconfined (`--sandbox none`) may a gofer without the privilege for that fall
+/// back to a plain directory FD, with a warning.
+fn open_share(
+    mount: &MountPlan,
+    sandbox: SandboxMode,
+) -> Result<(OwnedFd, ShareMount), StartError> {
     let root_error = |err: &io::Error| StartError::Root {
-        path: config.root.clone(),
+        subject: root_subject(mount),
+        path: mount.root.clone(),
         reason: os_reason(err),
     };
-    match share::open_detached(&config.root, config.readonly) {
+    match share::open_detached(&mount.root, mount.readonly) {
         Ok(tree) => Ok((tree, ShareMount::Detached)),
-        Err(err)
-            if config.sandbox == SandboxMode::None && err.raw_os_error() == Some(libc::EPERM) =>
-        {
+        Err(err) if sandbox == SandboxMode::None && err.raw_os_error() == Some(libc::EPERM) => {
             tracing::warn!(
-                "no privilege for a detached mount of the share: --readonly, nosuid and \
-                 nodev are enforced by the gofer's checks only"
+                mount = mount.name,
+                "no privilege for a detached mount of the share: readonly, nosuid and nodev \
+                 are enforced by the gofer's checks only"
             );
             let fd = rustix::fs::open(
-                &config.root,
+                &mount.root,
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             )
@@ -295,18 +392,18 @@ fn open_share(config: &Config) -> Result<(OwnedFd, ShareMount), StartError> {
     }
 }
 
-/// Makes the share the process root as `--sandbox` says, after opening the
-/// `/proc/self/fd` handle that outlives the old root.
+/// Makes the first mount's share the process root as `--sandbox` says, after opening the
+/// `/proc/self/fd` handle that outlives the old root. Other shares stay detached, reachable
+/// only through the FDs their backends hold.
 fn confine_root(
-    config: &Config,
+    plan: &Plan,
     root: BorrowedFd<'_>,
     layers: &mut Vec<String>,
 ) -> Result<(), StartError> {
-    let mode = config.sandbox;
     rustix_linux_procfs::proc_self_fd().map_err(|err| sandbox_error("procfs", &err.into()))?;
-    match mode {
+    match plan.sandbox {
         SandboxMode::Namespace => {
-            namespace::pivot_into(root, &config.root)
+            namespace::pivot_into(root, &plan.mounts[0].root)
                 .map_err(|err| sandbox_error("--sandbox namespace", &err))?;
             layers.push("namespaces mnt,pid,ipc,uts,net; pivot_root into the share".into());
         }
@@ -321,18 +418,24 @@ fn confine_root(
     Ok(())
 }
 
-/// Capabilities, Landlock and seccomp: the layers every thread inherits.
+/// Capabilities, Landlock and seccomp: the layers every thread inherits, enough for what
+/// any mount enables.
 fn restrict_process(
-    config: &Config,
-    backend: &HostBackend,
+    plan: &Plan,
+    backends: &[HostBackend],
     layers: &mut Vec<String>,
 ) -> Result<(), StartError> {
-    let options = backend.options();
-    let keep = privileges::needed(options.allow_setid, options.mknod.devices());
+    let any = |f: fn(&crate::host::HostOptions) -> bool| backends.iter().any(|b| f(b.options()));
+    let keep = privileges::needed(any(|o| o.allow_setid), any(|o| o.mknod.devices()));
     privileges::restrict(keep).map_err(|err| sandbox_error("capabilities", &err))?;
     layers.push(format!("capabilities {keep:?}; no groups; not dumpable"));
-    if config.sandbox != SandboxMode::None {
-        match landlock::restrict_to(backend.root_fd(), config.readonly) {
+    if plan.sandbox != SandboxMode::None {
+        let roots: Vec<_> = backends
+            .iter()
+            .zip(&plan.mounts)
+            .map(|(backend, mount)| (backend.root_fd(), mount.readonly))
+            .collect();
+        match landlock::restrict_to(&roots) {
             Ok(status) => layers.push(format!("landlock {status:?}")),
             Err(err) => {
                 return Err(StartError::Sandbox {
@@ -342,11 +445,11 @@ fn restrict_process(
         }
     }
     let features = seccomp::Features {
-        uds_connect: options.uds_connect,
-        uds_create: options.uds_create,
+        uds_connect: any(|o| o.uds_connect),
+        uds_create: any(|o| o.uds_create),
     };
-    seccomp::install(config.seccomp, features).map_err(|err| sandbox_error("--seccomp", &err))?;
-    layers.push(format!("seccomp {:?}", config.seccomp));
+    seccomp::install(plan.seccomp, features).map_err(|err| sandbox_error("--seccomp", &err))?;
+    layers.push(format!("seccomp {:?}", plan.seccomp));
     Ok(())
 }
 

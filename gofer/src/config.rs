@@ -26,8 +26,18 @@ use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
 pub struct Config {
     /// Directory to serve. It is opened once at startup; later changes to the path (a
     /// rename, a symlink swap) do not change what is served.
-    #[arg(long, value_name = "DIR")]
-    pub root: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    pub root: Option<PathBuf>,
+
+    /// Serve every mount of a TOML config file (README.md has the schema) from this one
+    /// process, instead of the one mount --root and the other flags describe.
+    #[arg(long, value_name = "FILE", conflicts_with_all = MOUNT_FLAGS)]
+    pub config: Option<PathBuf>,
+
+    /// Only check the configuration (flags or --config): print the effective settings,
+    /// or the first error with its file, line and key, and exit.
+    #[arg(long)]
+    pub check: bool,
 
     /// Listen on a Unix socket at PATH and serve each connection as one mount. A stale
     /// socket file at PATH (nothing listens on it) is replaced; a live one, or any other
@@ -115,7 +125,7 @@ pub struct Config {
     /// Longest a channel thread spins on its window before it sleeps in FUTEX_WAIT, in
     /// microseconds. The actual spin adapts to recent response times up to this cap; 0
     /// never spins (lowest CPU use, slowest round trips).
-    #[arg(long, value_name = "MICROS", default_value_t = 200)]
+    #[arg(long, value_name = "MICROS", default_value_t = crate::plan::DEFAULT_SPIN_US)]
     pub spin_us: u64,
 
     /// Log level: connections and start-up at info, refusals that look like attacks
@@ -136,6 +146,32 @@ pub struct Config {
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 }
+
+/// The flags that describe the one mount of the command line: `--config` describes its
+/// mounts itself. (Process-wide flags, `--log-level` say, are in the file too.)
+#[cfg(feature = "cli")]
+const MOUNT_FLAGS: [&str; 20] = [
+    "root",
+    "socket",
+    "fd",
+    "readonly",
+    "donate_mount_fd",
+    "host_uds",
+    "host_fifo",
+    "allow_submounts",
+    "allow_setid",
+    "xattr",
+    "mknod",
+    "sandbox",
+    "seccomp",
+    "max_connections",
+    "max_fds",
+    "max_channels",
+    "spin_us",
+    "log_level",
+    "log_format",
+    "metrics_socket",
+];
 
 /// The part of `--help` after the options: what the flags do not say.
 #[cfg(feature = "cli")]

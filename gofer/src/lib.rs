@@ -7,6 +7,7 @@
 //! * [`cli`]: the program: start-up in order (namespaces, the share as a detached mount,
 //!   the pivot, capabilities, Landlock, seccomp; SPEC.md §13) and the serving loops.
 //! * [`limits`]: the open-file limit and the per-connection FD cap that fits in it.
+//! * [`plan`]: what one process serves, from the flags or a `--config` file.
 //! * [`metrics_endpoint`]: `--metrics-socket`, the server's metrics over HTTP on a Unix
 //!   socket.
 //! * `sandbox` (private): the confinement layers `cli` applies, and the supervising parent.
@@ -26,6 +27,8 @@ pub mod config;
 pub mod host;
 pub mod limits;
 pub mod metrics_endpoint;
+#[cfg(feature = "cli")]
+pub mod plan;
 #[cfg(feature = "cli")]
 mod sandbox;
 #[cfg(feature = "cli")]

@@ -249,20 +249,24 @@ pub(crate) fn fork_single_threaded() -> io::Result<Forked> {
     }
 }
 
-/// Closes every FD from 3 up except `keep` (the `--fd` connection): whatever else the
-/// launcher left open (a host directory, say) must not reach a process serving untrusted
-/// clients. Called first thing in `main`, before the process has opened anything itself.
-pub(crate) fn close_inherited_except(keep: Option<RawFd>) {
-    match keep
-        .and_then(|fd| u32::try_from(fd).ok())
+/// Closes every FD from 3 up except those in `keep` (the inherited connections): whatever
+/// else the launcher left open (a host directory, say) must not reach a process serving
+/// untrusted clients. Called at start-up, before the process has opened anything itself.
+pub(crate) fn close_inherited_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
         .filter(|&fd| fd >= 3)
-    {
-        Some(fd) => {
-            close_range(3, fd - 1);
-            close_range(fd.saturating_add(1), u32::MAX);
+        .collect();
+    keep.sort_unstable();
+    let mut first = 3;
+    for fd in keep {
+        if fd >= first {
+            close_range(first, fd - 1);
+            first = fd.saturating_add(1);
         }
-        None => close_range(3, u32::MAX),
     }
+    close_range(first, u32::MAX);
 }
 
 /// `close_range(first, last, 0)`; an empty range does nothing.

@@ -556,3 +556,63 @@ fn metrics_socket_serves_prometheus_text_and_is_removed_at_stop() {
         assert!(!metrics.exists(), "{mode}: metrics socket left behind");
     }
 }
+
+/// `--config FILE --check` prints the effective configuration, or the first error with its
+/// file, line and key; `--config` excludes the one-mount flags.
+#[test]
+fn config_check_prints_the_effective_configuration_or_the_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gofer.toml");
+    let root = dir.path().to_str().unwrap();
+    std::fs::write(
+        &config,
+        format!("[[mount]]\nname = \"data\"\nroot = \"{root}\"\nsocket = \"/run/d.sock\"\n"),
+    )
+    .unwrap();
+    let config_str = config.to_str().unwrap();
+    let output = run(&["--config", config_str, "--check"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    for line in [
+        "sandbox = \"namespace\"",
+        "[[mount]]",
+        "name = \"data\"",
+        "socket = \"/run/d.sock\"",
+        "readonly = false",
+        "xattr = \"user\"",
+    ] {
+        assert!(printed.contains(line), "{line} not in:\n{printed}");
+    }
+    // What it prints is itself a valid config.
+    std::fs::write(&config, &printed).unwrap();
+    assert!(run(&["--config", config_str, "--check"]).status.success());
+
+    std::fs::write(
+        &config,
+        format!("[[mount]]\nname = \"data\"\nroot = \"{root}\"\nsocket = \"/s\"\nhost_uds = \"every\"\n"),
+    )
+    .unwrap();
+    let output = run(&["--config", config_str, "--check"]);
+    assert_eq!(output.status.code(), Some(1));
+    let err = stderr(&output);
+    assert!(
+        err.starts_with(&format!("gofer: {config_str}:5: ")),
+        "{err}"
+    );
+    assert!(err.contains("host_uds"), "{err}");
+
+    std::fs::write(
+        &config,
+        "[[mount]]\nname = \"data\"\nroot = \"/nonexistent-root\"\nsocket = \"/s\"\n",
+    )
+    .unwrap();
+    let output = run(&["--config", config_str, "--check"]);
+    assert_eq!(
+        stderr(&output),
+        "gofer: mount \"data\": root /nonexistent-root: No such file or directory\n"
+    );
+    assert_eq!(
+        run(&["--config", config_str, "--root", root]).status.code(),
+        Some(2)
+    );
+}

@@ -17,24 +17,20 @@ use landlock::{
 /// The newest Landlock ABI this code asks for; older kernels enforce what they know.
 const ABI_WANTED: ABI = ABI::V6;
 
-/// Restricts the process (every thread created afterwards, and this one) to `root`: all
-/// access beneath it, or only reading with `readonly`; nothing elsewhere. Best effort:
-/// returns what the kernel enforces. Sets `no_new_privs`.
-pub(crate) fn restrict_to(
-    root: BorrowedFd<'_>,
-    readonly: bool,
-) -> Result<RulesetStatus, RulesetError> {
+/// Restricts the process (every thread created afterwards, and this one) to `roots`: all
+/// access beneath each, or only reading where it is marked read-only; nothing elsewhere.
+/// Best effort: returns what the kernel enforces. Sets `no_new_privs`.
+pub(crate) fn restrict_to(roots: &[(BorrowedFd<'_>, bool)]) -> Result<RulesetStatus, RulesetError> {
     let handled = AccessFs::from_all(ABI_WANTED);
-    let allowed = match readonly {
-        true => AccessFs::from_read(ABI_WANTED),
-        false => handled,
-    };
-    let status = Ruleset::default()
-        .handle_access(handled)?
-        .create()?
-        .add_rule(PathBeneath::new(root, allowed))?
-        .restrict_self()?;
-    Ok(status.ruleset)
+    let mut ruleset = Ruleset::default().handle_access(handled)?.create()?;
+    for &(root, readonly) in roots {
+        let allowed = match readonly {
+            true => AccessFs::from_read(ABI_WANTED),
+            false => handled,
+        };
+        ruleset = ruleset.add_rule(PathBeneath::new(root, allowed))?;
+    }
+    Ok(ruleset.restrict_self()?.ruleset)
 }
 
 #[cfg(test)]
@@ -68,7 +64,7 @@ mod tests {
         .unwrap();
         let root =
             rustix::fs::open(&share, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()).unwrap();
-        restrict_to(root.as_fd(), false).unwrap();
+        restrict_to(&[(root.as_fd(), false)]).unwrap();
         let inside = rustix::fs::openat(&root, "f", OFlags::RDWR, Mode::empty());
         assert!(inside.is_ok(), "inside: {inside:?}");
         let beside = rustix::fs::openat(&outside, "secret", OFlags::RDONLY, Mode::empty());

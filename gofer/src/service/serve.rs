@@ -92,44 +92,70 @@ impl StopSignals {
     }
 }
 
-/// Serves `source` with `server` until it closes (a connected source) or a stop signal
-/// arrives; at most `max` connections at once (more are closed at once). Calls `ready`
-/// once serving has begun.
+/// One mount to serve: its server, where its connections come from, and how many it may
+/// have at once.
+pub(crate) struct Served {
+    /// The mount's server.
+    pub(crate) server: Arc<Server<HostBackend>>,
+    /// Its connection source.
+    pub(crate) source: Source,
+    /// Its `max_connections` (beyond it, a connection is closed at once).
+    pub(crate) max: usize,
+}
+
+/// Serves every mount until its sources close (when all are connected sockets) or a stop
+/// signal arrives. Calls `ready` once serving has begun.
 pub(crate) fn serve(
-    server: &Arc<Server<HostBackend>>,
-    source: Source,
-    max: usize,
+    served: Vec<Served>,
     signals: StopSignals,
     ready: impl FnOnce(),
 ) -> io::Result<Ended> {
     let connections = Arc::new(Connections::default());
-    let listener = match source {
-        Source::Connected(socket) => {
-            let slot = connections
-                .admit(&socket, 1)?
-                .ok_or_else(|| io::Error::other("stopped before serving"))?;
-            server.spawn_holding(FramedSocket::new(socket), slot)?;
-            None
+    let mut listeners = Vec::new();
+    for (
+        mount,
+        Served {
+            server,
+            source,
+            max,
+        },
+    ) in served.into_iter().enumerate()
+    {
+        match source {
+            Source::Connected(socket) => {
+                let slot = connections
+                    .admit(mount, &socket, 1)?
+                    .ok_or_else(|| io::Error::other("stopped before serving"))?;
+                server.spawn_holding(FramedSocket::new(socket), slot)?;
+            }
+            Source::Listening(socket) => listeners.push((mount, server, Arc::new(socket), max)),
         }
-        Source::Listening(socket) => Some(Arc::new(socket)),
-    };
+    }
     let watcher = Arc::clone(&connections);
-    let woken = listener.clone();
+    let woken: Vec<_> = listeners.iter().map(|(_, _, l, _)| Arc::clone(l)).collect();
     std::thread::Builder::new()
         .name("lisafs-signals".into())
         .spawn(move || {
             let signal = signals.wait();
             watcher.stop(signal);
-            if let Some(listener) = woken {
-                // Wakes the accept loop with EINVAL.
+            for listener in woken {
+                // Wakes its accept loop with EINVAL.
                 let _ = rustix::net::shutdown(&*listener, Shutdown::Read);
             }
         })?;
-    ready();
-    if let Some(listener) = listener {
-        accept_loop(server, &listener, &connections, max)?;
+    let listening = !listeners.is_empty();
+    for (mount, server, listener, max) in listeners {
+        let connections = Arc::clone(&connections);
+        std::thread::Builder::new()
+            .name("lisafs-accept".into())
+            .spawn(move || {
+                if let Err(err) = accept_loop(&server, &listener, &connections, mount, max) {
+                    tracing::error!("the listening socket failed; no more connections: {err}");
+                }
+            })?;
     }
-    Ok(connections.wait_for_end())
+    ready();
+    Ok(connections.wait_for_end(listening))
 }
 
 /// Serves each connection to `listener` on its own thread until the listener is shut
@@ -138,18 +164,19 @@ fn accept_loop(
     server: &Arc<Server<HostBackend>>,
     listener: &OwnedFd,
     connections: &Arc<Connections>,
+    mount: usize,
     max: usize,
 ) -> io::Result<()> {
     loop {
         match rustix::net::accept_with(listener, SocketFlags::CLOEXEC) {
-            Ok(conn) => match connections.admit(&conn, max) {
+            Ok(conn) => match connections.admit(mount, &conn, max) {
                 Ok(Some(slot)) => {
                     if let Err(err) = server.spawn_holding(FramedSocket::new(conn), slot) {
                         tracing::warn!("cannot start a connection thread: {err}");
                     }
                 }
                 Ok(None) if connections.stopping() => return Ok(()),
-                Ok(None) => tracing::warn!(max, "refused a connection: --max-connections reached"),
+                Ok(None) => tracing::warn!(max, "refused a connection: max_connections reached"),
                 Err(err) => tracing::warn!("cannot track a connection: {err}"),
             },
             Err(rustix::io::Errno::INVAL) if connections.stopping() => return Ok(()),
@@ -179,22 +206,30 @@ struct Connections {
 
 #[derive(Debug, Default)]
 struct State {
-    open: HashMap<u64, OwnedFd>,
+    /// By connection ID: the mount's index, and the duplicate.
+    open: HashMap<u64, (usize, OwnedFd)>,
     next_id: u64,
     stop: Option<(i32, Instant)>,
 }
 
 impl Connections {
-    /// A slot for `socket` if fewer than `max` are open and no stop has begun.
-    fn admit(self: &Arc<Self>, socket: &OwnedFd, max: usize) -> io::Result<Option<Slot>> {
+    /// A slot for `socket` of `mount` if fewer than `max` of the mount's are open and no
+    /// stop has begun.
+    fn admit(
+        self: &Arc<Self>,
+        mount: usize,
+        socket: &OwnedFd,
+        max: usize,
+    ) -> io::Result<Option<Slot>> {
         let mut state = self.state.lock();
-        if state.stop.is_some() || state.open.len() >= max {
+        let of_mount = state.open.values().filter(|(m, _)| *m == mount).count();
+        if state.stop.is_some() || of_mount >= max {
             return Ok(None);
         }
         let dup = rustix::io::fcntl_dupfd_cloexec(socket.as_fd(), 0)?;
         let id = state.next_id;
         state.next_id += 1;
-        state.open.insert(id, dup);
+        state.open.insert(id, (mount, dup));
         tracing::info!(
             connection = id,
             open = state.open.len(),
@@ -224,19 +259,19 @@ impl Connections {
             deadline_s = STOP_DEADLINE.as_secs(),
             "stopping: no new connections; open ones finish their requests"
         );
-        for socket in state.open.values() {
+        for (_, socket) in state.open.values() {
             let _ = rustix::net::shutdown(socket, Shutdown::Read);
         }
         self.changed.notify_all();
     }
 
-    /// Waits until every connection has ended (without a stop: for the one connected
-    /// source) or, after a stop, until they have or the deadline passed.
-    fn wait_for_end(&self) -> Ended {
+    /// Waits for a stop, then until every connection has ended or the deadline passed;
+    /// unless `listening`, also returns when every (connected) source has closed.
+    fn wait_for_end(&self, listening: bool) -> Ended {
         let mut state = self.state.lock();
         loop {
             match state.stop {
-                None if state.open.is_empty() => return Ended::Closed,
+                None if !listening && state.open.is_empty() => return Ended::Closed,
                 None => self.changed.wait(&mut state),
                 Some((signal, _)) if state.open.is_empty() => {
                     return Ended::Stopped { signal, cut: 0 }
