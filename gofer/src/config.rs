@@ -297,6 +297,7 @@ impl Config {
             max_fds: self.max_fds.unwrap_or(ServerOptions::default().max_fds),
             max_channels: self.max_channels,
             metrics: self.metrics_socket.is_some(),
+            ids: None,
             spin: SpinPolicy {
                 max_spin: Duration::from_micros(self.spin_us),
             },

@@ -8,9 +8,10 @@
 
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::ValueEnum;
-use lisafs_server::{ServerOptions, SpinPolicy};
+use lisafs_server::{IdMap, IdRange, ServerOptions, SpinPolicy};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -56,6 +57,8 @@ pub struct MountPlan {
     pub max_channels: usize,
     /// Longest a channel thread spins, in microseconds.
     pub spin_us: u64,
+    /// User and group ID translation, if any.
+    pub ids: Option<IdMap>,
 }
 
 impl MountPlan {
@@ -69,6 +72,7 @@ impl MountPlan {
             spin: SpinPolicy {
                 max_spin: std::time::Duration::from_micros(self.spin_us),
             },
+            ids: self.ids.clone().map(Arc::new),
         }
     }
 }
@@ -123,6 +127,7 @@ impl Plan {
                 max_fds: config.max_fds,
                 max_channels: config.max_channels,
                 spin_us: config.spin_us,
+                ids: None,
             }],
         }
     }
@@ -265,6 +270,52 @@ struct MountConfig {
     max_connections: Option<usize>,
     max_fds: Option<usize>,
     max_channels: Option<usize>,
+    ids: Option<IdsConfig>,
+}
+
+/// `[mount.ids]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdsConfig {
+    uid: Option<Vec<RangeConfig>>,
+    gid: Option<Vec<RangeConfig>>,
+    /// What happens to a client's ID outside every range: only "deny" (EPERM) so far.
+    unmapped: Option<Spanned<String>>,
+}
+
+/// One ID range as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeConfig {
+    inside: u32,
+    outside: u32,
+    count: u32,
+}
+
+impl IdsConfig {
+    fn into_map(self, span: std::ops::Range<usize>) -> Result<IdMap, Located> {
+        if let Some(unmapped) = &self.unmapped {
+            if unmapped.get_ref() != "deny" {
+                return Err((
+                    Some(unmapped.span()),
+                    format!("ids.unmapped: {:?} is not \"deny\"", unmapped.get_ref()),
+                ));
+            }
+        }
+        let ranges = |list: Option<Vec<RangeConfig>>| {
+            list.map(|list| {
+                list.into_iter()
+                    .map(|r| IdRange {
+                        inside: r.inside,
+                        outside: r.outside,
+                        count: r.count,
+                    })
+                    .collect()
+            })
+        };
+        IdMap::new(ranges(self.uid), ranges(self.gid))
+            .map_err(|err| (Some(span), format!("ids: {err}")))
+    }
 }
 
 impl MountConfig {
@@ -318,6 +369,10 @@ impl MountConfig {
                 .max_channels
                 .unwrap_or(ServerOptions::default().max_channels),
             spin_us: spin_us.unwrap_or(DEFAULT_SPIN_US),
+            ids: match self.ids {
+                Some(ids) => Some(ids.into_map(self.name.span()).map_err(in_mount)?),
+                None => None,
+            },
         })
     }
 }
@@ -401,6 +456,23 @@ impl fmt::Display for Plan {
                 None => writeln!(out, "# max_fds: as many as fit")?,
             }
             writeln!(out, "max_channels = {}", mount.max_channels)?;
+            if let Some(ids) = &mount.ids {
+                writeln!(out, "[mount.ids]")?;
+                for (key, ranges) in [("uid", ids.uid_ranges()), ("gid", ids.gid_ranges())] {
+                    let Some(ranges) = ranges else { continue };
+                    let ranges: Vec<_> = ranges
+                        .iter()
+                        .map(|r| {
+                            format!(
+                                "{{ inside = {}, outside = {}, count = {} }}",
+                                r.inside, r.outside, r.count
+                            )
+                        })
+                        .collect();
+                    writeln!(out, "{key} = [{}]", ranges.join(", "))?;
+                }
+                writeln!(out, "unmapped = \"deny\"")?;
+            }
             f.write_str(&out)?;
         }
         Ok(())
@@ -434,6 +506,9 @@ mod tests {
             fd = 3
             readonly = true
             max_connections = 1
+            [mount.ids]
+            uid = [{ inside = 0, outside = 100000, count = 65536 }]
+            unmapped = "deny"
             "#,
         )
         .unwrap();
@@ -447,6 +522,9 @@ mod tests {
         assert_eq!(ro.connection, Connection::Fd(3));
         assert!(ro.readonly);
         assert_eq!(ro.max_connections, 1);
+        let ids = ro.ids.as_ref().unwrap();
+        assert_eq!(ids.uid_ranges().unwrap()[0].outside, 100_000);
+        assert!(ids.gid_ranges().is_none() && data.ids.is_none());
         // What --check prints parses back to the same plan.
         assert_eq!(parse(&plan.to_string()).unwrap(), plan);
     }
@@ -463,6 +541,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.line, Some(5));
         assert!(err.message.contains("rootz"), "{err}");
+    }
+
+    #[test]
+    fn bad_id_ranges_are_refused_with_their_line() {
+        let text = "[[mount]]\nname = \"a\"\nroot = \"/\"\nsocket = \"/s\"\n[mount.ids]\n\
+                    uid = [{ inside = 0, outside = 0, count = 0 }]\n";
+        let err = parse(text).unwrap_err();
+        assert!(err.message.contains("count 0"), "{err}");
+        let text = "[[mount]]\nname = \"a\"\nroot = \"/\"\nsocket = \"/s\"\n[mount.ids]\n\
+                    unmapped = \"nobody\"\n";
+        assert_eq!(parse(text).unwrap_err().line, Some(6));
     }
 
     #[test]

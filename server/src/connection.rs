@@ -104,7 +104,10 @@ impl<B: Backend> Connection<B> {
         out: &mut Vec<u8>,
     ) -> Result<(u16, Vec<OwnedFd>), Errno> {
         out.clear();
-        let (resp, fds) = self.check_and_run(raw_mid, payload)?;
+        let (mut resp, fds) = self.check_and_run(raw_mid, payload)?;
+        if let Some(ids) = &self.server.options().ids {
+            ids.map_response(&mut resp);
+        }
         if resp.encode_into(out).is_err() || out.len() > MAX_MESSAGE_SIZE as usize {
             // The FDs (and any FDIDs the handler created) cannot reach the client.
             drop(fds);
@@ -121,7 +124,10 @@ impl<B: Backend> Connection<B> {
         if mid != Mid::Mount && !self.mounted.load(Ordering::Acquire) {
             return Err(Errno::EINVAL);
         }
-        let req = AnyRequest::decode(mid, payload).map_err(|_| Errno::EIO)?;
+        let mut req = AnyRequest::decode(mid, payload).map_err(|_| Errno::EIO)?;
+        if let Some(ids) = &self.server.options().ids {
+            ids.map_request(&mut req)?;
+        }
         if self.server.options().readonly && mutates(&req) {
             return Err(Errno::EROFS);
         }

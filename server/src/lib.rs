@@ -13,6 +13,7 @@ mod connection;
 mod fd_table;
 mod handlers;
 pub mod hooks;
+pub mod idmap;
 pub mod metrics;
 mod name;
 mod node_lock;
@@ -21,6 +22,7 @@ mod server;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
 pub use hooks::{Hook, Hooked, Op, OpClass};
+pub use idmap::{IdMap, IdRange};
 pub use metrics::Metrics;
 pub use name::Name;
 pub use refusal::Refusal;

@@ -12,6 +12,7 @@ use parking_lot::RwLock;
 
 use crate::backend::Backend;
 use crate::connection::Connection;
+use crate::idmap::IdMap;
 use crate::metrics::Metrics;
 use crate::node_lock::NodeLocks;
 
@@ -34,6 +35,9 @@ pub struct ServerOptions {
     /// Record [`Metrics`] (request counts, errors, latencies, bytes, FDs, connections and
     /// channels), read with [`Server::metrics`]. Off, a request pays one branch for them.
     pub metrics: bool,
+    /// Translate user and group IDs between the client's view and the host's
+    /// ([`IdMap`]); `None` passes them unchanged.
+    pub ids: Option<Arc<IdMap>>,
 }
 
 impl Default for ServerOptions {
@@ -44,6 +48,7 @@ impl Default for ServerOptions {
             max_channels: 4,
             spin: SpinPolicy::default(),
             metrics: false,
+            ids: None,
         }
     }
 }

@@ -103,3 +103,78 @@ readonly = true
         assert!(!dir.path().join("ro.sock").exists());
     }
 }
+
+/// `[mount.ids]`: IDs the client sends are translated to the host's (unmapped ones refused
+/// with EPERM), and the IDs it is shown are translated back (unmapped host IDs show as
+/// 65534), for creates, chown and stat alike.
+#[test]
+fn ids_are_translated_both_ways() {
+    use lisafs_client::{Owner, SetStat};
+    use lisafs_protocol::wire::{Gid, Uid};
+    use std::os::unix::fs::MetadataExt;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    fs::write(root.join("host-root-file"), b"").unwrap();
+    let config = dir.path().join("gofer.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"
+log_level = "warn"
+[[mount]]
+name = "data"
+root = "{root}"
+socket = "{dir}/s"
+[mount.ids]
+uid = [{{ inside = 0, outside = 100000, count = 65536 }}]
+gid = [{{ inside = 0, outside = 200000, count = 65536 }}]
+unmapped = "deny"
+"#,
+            root = root.display(),
+            dir = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let _gofer = Running(
+        Command::new(GOFER)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = connect(&dir.path().join("s"));
+    let owner = |uid, gid| Owner {
+        uid: Uid(uid),
+        gid: Gid(gid),
+    };
+    // Create as inside 0:0 -> host 100000:200000, shown as 0:0.
+    let made = client.root().mkdir_at("d", 0o755, owner(0, 0)).unwrap();
+    let host = fs::metadata(root.join("d")).unwrap();
+    assert_eq!((host.uid(), host.gid()), (100_000, 200_000));
+    assert_eq!((made.stat.uid, made.stat.gid), (0, 0));
+    assert_eq!(made.fd.fstat().unwrap().uid, 0);
+    // chown to inside 1000:50 -> host 101000:200050.
+    let set = SetStat {
+        uid: Some(1000),
+        gid: Some(50),
+        ..SetStat::default()
+    };
+    made.fd.set_stat(&set).unwrap();
+    let host = fs::metadata(root.join("d")).unwrap();
+    assert_eq!((host.uid(), host.gid()), (101_000, 200_050));
+    assert_eq!(made.fd.fstat().unwrap().gid, 50);
+    // IDs outside the ranges: refused going in, overflow coming out.
+    let refused = client.root().mkdir_at("e", 0o755, owner(70_000, 0));
+    assert_eq!(refused.unwrap_err().errno(), Errno::EPERM);
+    assert!(!root.join("e").exists());
+    let chown = SetStat {
+        uid: Some(65_536),
+        ..SetStat::default()
+    };
+    assert_eq!(made.fd.set_stat(&chown).unwrap_err().errno(), Errno::EPERM);
+    let (_, inodes) = client.root().walk(&["host-root-file"]).unwrap();
+    assert_eq!((inodes[0].stat.uid, inodes[0].stat.gid), (65_534, 65_534));
+}
