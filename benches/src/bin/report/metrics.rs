@@ -30,6 +30,8 @@ pub(crate) struct Row {
     off: Vec<Summary>,
     /// CPU share other work took during the row (see `cpu`), the worst round.
     others: f64,
+    /// Whether the "on" gofer is the control, without metrics.
+    control: bool,
 }
 
 /// The section: the rows, and what the gofer with metrics counted (`None` if its endpoint
@@ -59,6 +61,9 @@ pub(crate) fn measure(
         &["--metrics-socket", endpoint_arg],
     )?;
     let off = Gofer::start(binary, root, scratch.join("metrics-off.sock"), spin_us, &[])?;
+    // A second gofer without metrics in the place of the first, as a control: how far two
+    // identical gofers differ on this machine.
+    let control = Gofer::start(binary, root, scratch.join("control.sock"), spin_us, &[])?;
     let socket_only = ClientOptions {
         channels: 0,
         ..options
@@ -72,11 +77,17 @@ pub(crate) fn measure(
     // Two threads on two channels: both server threads count into the same FStat
     // counters, from both cores.
     let cases = [
-        ("channel", options, 1),
-        ("channel, 2 threads", options, 2),
-        ("socket", socket_only, 1),
+        ("channel", options, 1, &on),
+        ("channel, 2 threads", options, 2, &on),
+        ("socket", socket_only, 1, &on),
+        (
+            "channel, control: metrics off in both",
+            options,
+            1,
+            &control,
+        ),
     ];
-    for (case, (transport, options, threads)) in cases.into_iter().enumerate() {
+    for (case, (transport, options, threads, on)) in cases.into_iter().enumerate() {
         let a = Client::connect_with(on.socket(), options)?;
         let b = Client::connect_with(off.socket(), options)?;
         let a = Remote::open(&a, &format!("metrics-on-{case}"))?;
@@ -86,6 +97,7 @@ pub(crate) fn measure(
             on: Vec::new(),
             off: Vec::new(),
             others: 0.0,
+            control: std::ptr::eq(on, &control),
         };
         let mut timed = |remote: &Remote<'_>, gofer: &Gofer| {
             let before = cpu::sample(gofer.pid());
@@ -109,11 +121,11 @@ pub(crate) fn measure(
                 round + 1
             ));
             if round % 2 == 0 {
-                with.push(timed(&a, &on));
+                with.push(timed(&a, on));
                 without.push(timed(&b, &off));
             } else {
                 without.push(timed(&b, &off));
-                with.push(timed(&a, &on));
+                with.push(timed(&a, on));
             }
         }
         row.on = with;
@@ -204,6 +216,7 @@ pub(crate) fn render(out: &mut String, section: &Section) {
     let measured: u64 = section
         .rows
         .iter()
+        .filter(|row| !row.control)
         .flat_map(|row| &row.on)
         .map(|s| s.ops)
         .sum();
