@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 
 use crate::backend::Backend;
 use crate::channels::Running;
+use crate::context::{self, Peer, RequestContext};
 use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
 use crate::metrics::Pending;
 use crate::server::Server;
@@ -51,10 +52,12 @@ pub(crate) struct Connection<B: Backend> {
     pub(crate) channels: Mutex<Vec<Running>>,
     /// Set when the socket has ended: new channels are refused.
     pub(crate) closing: AtomicBool,
+    /// What hooks see of this connection while it serves a request.
+    context: RequestContext,
 }
 
 impl<B: Backend> Connection<B> {
-    pub(crate) fn new(server: Arc<Server<B>>) -> Arc<Self> {
+    pub(crate) fn new(server: Arc<Server<B>>, peer: Option<Peer>) -> Arc<Self> {
         let max = server.options().max_fds;
         let metrics = server.metrics.clone();
         Arc::new_cyclic(|me| Self {
@@ -64,6 +67,7 @@ impl<B: Backend> Connection<B> {
             me: me.clone(),
             channels: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
+            context: RequestContext::new_connection(peer),
         })
     }
 
@@ -71,6 +75,7 @@ impl<B: Backend> Connection<B> {
     /// response MID, the FDs to donate, and what to give [`Connection::sent`] once the
     /// response has been sent.
     pub(crate) fn handle(&self, raw_mid: u16, payload: &[u8], out: &mut Vec<u8>) -> Answer {
+        let _context = context::enter(self.context);
         if self.server.metrics.is_none() {
             let (mid, fds) = self
                 .respond(raw_mid, payload, out)

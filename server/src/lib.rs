@@ -10,6 +10,7 @@
 mod backend;
 mod channels;
 mod connection;
+pub mod context;
 mod fd_table;
 mod handlers;
 pub mod hooks;
@@ -21,6 +22,7 @@ pub mod refusal;
 mod server;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
+pub use context::RequestContext;
 pub use hooks::{Hook, Hooked, Op, OpClass};
 pub use idmap::{IdMap, IdRange};
 pub use metrics::Metrics;

@@ -1,6 +1,7 @@
 //! `Server`: shared state of all connections, and the entry points that serve them.
 
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -77,6 +78,8 @@ pub struct Server<B: Backend> {
     pub(crate) node_locks: Arc<NodeLocks>,
     /// Present when [`ServerOptions::metrics`] is set or built by [`Server::with_metrics`].
     pub(crate) metrics: Option<Arc<Metrics>>,
+    /// Whether connections read their peer's credentials ([`Server::read_peer_credentials`]).
+    read_peers: AtomicBool,
 }
 
 impl<B: Backend> std::fmt::Debug for Server<B> {
@@ -109,6 +112,7 @@ impl<B: Backend> Server<B> {
             rename_lock: RwLock::new(()),
             node_locks: Arc::default(),
             metrics,
+            read_peers: AtomicBool::new(false),
         })
     }
 
@@ -130,11 +134,23 @@ impl<B: Backend> Server<B> {
         self.metrics.as_ref()
     }
 
+    /// Makes connections served from now on read their peer's credentials
+    /// (`SO_PEERCRED`, one `getsockopt` when a connection starts) into their
+    /// [`RequestContext`](crate::RequestContext); off, its `peer` is `None`. Off by
+    /// default because a seccomp policy must allow that call first.
+    pub fn read_peer_credentials(&self, on: bool) {
+        self.read_peers.store(on, Ordering::Relaxed);
+    }
+
     /// Serves one connection on the calling thread until the client closes it. Every host
     /// resource of the connection is released before this returns.
     pub fn serve(self: &Arc<Self>, socket: FramedSocket) -> Result<(), ServeError> {
         let _live = self.metrics.as_deref().map(Metrics::connection);
-        let conn = Connection::new(Arc::clone(self));
+        let peer = match self.read_peers.load(Ordering::Relaxed) {
+            true => crate::context::Peer::of(&socket),
+            false => None,
+        };
+        let conn = Connection::new(Arc::clone(self), peer);
         let result = serve_socket(&conn, socket);
         conn.stop_channels();
         result
