@@ -22,6 +22,8 @@
 //! sets `default-features = false`.
 
 #[cfg(feature = "cli")]
+pub mod audit;
+#[cfg(feature = "cli")]
 pub mod cli;
 pub mod config;
 pub mod host;
