@@ -9,14 +9,15 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lisafs_protocol::wire::Errno;
-use lisafs_server::{Metrics, Server};
+use lisafs_server::{Backend, Hooked, Metrics, Server};
 use rustix::fs::{Mode, OFlags};
 use tracing_subscriber::EnvFilter;
 
+use crate::audit::{Audit, AuditOptions, AuditTarget};
 use crate::config::{Config, LogFormat, LogLevel, SandboxMode};
 use crate::host::{HostBackend, ShareMount};
 use crate::limits;
-use crate::plan::{ConfigError, Connection, MountPlan, Plan};
+use crate::plan::{AuditPlan, ConfigError, Connection, MountPlan, Plan};
 use crate::sandbox::supervisor::{self, Ready, Supervisor};
 use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
 use crate::service::serve::{self, Ended, Served, StopSignals};
@@ -63,6 +64,14 @@ pub enum StartError {
     /// `--max-fds` and `--max-connections` do not fit in the open-file limit.
     #[error("{0}")]
     Limits(String),
+    /// The audit log cannot be opened.
+    #[error("audit file {}: {reason}", path.display())]
+    Audit {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The `--config` file is not valid.
     #[error("{0}")]
     Config(#[from] ConfigError),
@@ -157,9 +166,14 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         }
         None => None,
     };
-    let ((sources, metrics_listener), mut readiness) = match plan.sandbox {
+    // Opened while its path is reachable; written to by a thread started once confined.
+    let audit = match &plan.audit {
+        Some(audit) => Some(open_audit(audit)?),
+        None => None,
+    };
+    let ((sources, metrics_listener, audit), mut readiness) = match plan.sandbox {
         SandboxMode::None => (
-            (sources, metrics_listener),
+            (sources, metrics_listener, audit),
             Readiness::Direct(notifier, socket_files),
         ),
         mode => {
@@ -171,7 +185,7 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
                 notifier,
                 seccomp: plan.seccomp,
             };
-            let (sockets, ready) = supervisor::fork(supervisor, (sources, metrics_listener))
+            let (sockets, ready) = supervisor::fork(supervisor, (sources, metrics_listener, audit))
                 .map_err(|err| sandbox_error("the supervising parent", &err))?;
             (sockets, Readiness::Supervised(ready))
         }
@@ -219,36 +233,39 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
     restrict_process(&plan, &backends, &mut layers)?;
     tracing::info!(confinement = layers.join("; "), "confined");
     let metrics = plan.metrics().then(|| Arc::new(Metrics::default()));
-    let mut served = Vec::new();
-    let each = backends.into_iter().zip(sources).zip(limits).zip(max_fds);
-    for (mount, (((backend, source), max), max_fds)) in plan.mounts.iter().zip(each) {
-        tracing::info!(
-            mount = mount.name,
-            root = %mount.root.display(),
-            options = ?backend.options(),
-            max_fds,
-            "serving"
-        );
-        let options = mount.server_options(max_fds, metrics.is_some());
-        let server = match &metrics {
-            Some(metrics) => Server::with_metrics(backend, options, Arc::clone(metrics)),
-            None => Server::new(backend, options),
-        };
-        served.push(Served {
-            server,
-            source,
-            max,
-        });
-    }
-    if let (Some(listener), Some(metrics)) = (metrics_listener, metrics) {
-        crate::metrics_endpoint::spawn(listener, metrics).map_err(|err| StartError::Serve {
-            reason: format!("the metrics thread: {}", os_reason(&err)),
+    if let (Some(listener), Some(metrics)) = (metrics_listener, &metrics) {
+        crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
+            StartError::Serve {
+                reason: format!("the metrics thread: {}", os_reason(&err)),
+            }
         })?;
     }
-    let ended =
-        serve::serve(served, signals, || readiness.ready()).map_err(|err| StartError::Serve {
-            reason: os_reason(&err),
-        })?;
+    let mounts = Mounts {
+        plan: &plan,
+        backends,
+        sources,
+        limits,
+        max_fds,
+        metrics,
+    };
+    let serving = match &audit {
+        None => serve::serve(mounts.servers(|backend, _| backend), signals, || {
+            readiness.ready();
+        }),
+        Some(audit) => {
+            audit.start().map_err(|err| StartError::Serve {
+                reason: format!("the audit thread: {}", os_reason(&err)),
+            })?;
+            let served = mounts.servers(|backend, name| Hooked::new(backend, audit.hook(name)));
+            for mount in &served {
+                mount.server.read_peer_credentials(true);
+            }
+            serve::serve(served, signals, || readiness.ready())
+        }
+    };
+    let ended = serving.map_err(|err| StartError::Serve {
+        reason: os_reason(&err),
+    })?;
     match ended {
         Ended::Closed => tracing::info!("the connection closed; exiting"),
         Ended::Stopped { signal, cut: 0 } => {
@@ -262,6 +279,65 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
     }
     readiness.stopped();
     Ok(())
+}
+
+/// What the mounts are served with, once the process is confined.
+struct Mounts<'a> {
+    plan: &'a Plan,
+    backends: Vec<HostBackend>,
+    sources: Vec<Source>,
+    limits: Vec<usize>,
+    max_fds: Vec<usize>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Mounts<'_> {
+    /// A server per mount, over its backend as `wrap` makes it (adding hooks, say).
+    fn servers<B: Backend>(self, wrap: impl Fn(HostBackend, &str) -> B) -> Vec<Served<B>> {
+        let each = self
+            .backends
+            .into_iter()
+            .zip(self.sources)
+            .zip(self.limits)
+            .zip(self.max_fds);
+        let mut served = Vec::new();
+        for (mount, (((backend, source), max), max_fds)) in self.plan.mounts.iter().zip(each) {
+            tracing::info!(
+                mount = mount.name,
+                root = %mount.root.display(),
+                options = ?backend.options(),
+                max_fds,
+                "serving"
+            );
+            let options = mount.server_options(max_fds, self.metrics.is_some());
+            let backend = wrap(backend, &mount.name);
+            let server = match &self.metrics {
+                Some(metrics) => Server::with_metrics(backend, options, Arc::clone(metrics)),
+                None => Server::new(backend, options),
+            };
+            served.push(Served {
+                server,
+                source,
+                max,
+            });
+        }
+        served
+    }
+}
+
+/// Opens the audit log `[audit]` describes (its writer starts later).
+fn open_audit(audit: &AuditPlan) -> Result<Audit, StartError> {
+    let target = match &audit.file {
+        Some(path) => AuditTarget::Path(path.clone()),
+        None => AuditTarget::Stderr,
+    };
+    let mut options = AuditOptions::new(target);
+    options.ops = audit.ops;
+    options.on_full = audit.on_full;
+    Audit::open(options).map_err(|err| StartError::Audit {
+        path: audit.file.clone().unwrap_or_default(),
+        reason: os_reason(&err),
+    })
 }
 
 /// Gives the socket systemd passed, if any, to the one mount of the command line, which
@@ -447,6 +523,7 @@ fn restrict_process(
     let features = seccomp::Features {
         uds_connect: any(|o| o.uds_connect),
         uds_create: any(|o| o.uds_create),
+        peer_credentials: plan.audit.is_some(),
     };
     seccomp::install(plan.seccomp, features).map_err(|err| sandbox_error("--seccomp", &err))?;
     layers.push(format!("seccomp {:?}", plan.seccomp));

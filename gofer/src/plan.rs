@@ -3,7 +3,7 @@
 //!
 //! The config file is TOML; its schema is in README.md ("One gofer, many mounts"). Every
 //! error names the file, the line and the key. Keys the gofer does not know, and the parts
-//! of the schema not built yet (`[audit]`, `[[mount.rule]]`, `[mount.ids]`), are refused,
+//! of the schema not built yet (`[[mount.rule]]`), are refused,
 //! never ignored: a policy that silently does not apply is worse than none.
 
 use std::fmt::{self, Write as _};
@@ -15,6 +15,7 @@ use lisafs_server::{IdMap, IdRange, ServerOptions, SpinPolicy};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::audit::{AuditOps, OnFull};
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::config::{Config, HostFifo, HostUds, LogFormat, LogLevel, SandboxMode, SeccompAction};
 use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
@@ -34,6 +35,19 @@ pub struct Plan {
     pub metrics_socket: Option<PathBuf>,
     /// The mounts, at least one, with distinct names and connection sources.
     pub mounts: Vec<MountPlan>,
+    /// The audit log, if any (config file only).
+    pub audit: Option<AuditPlan>,
+}
+
+/// `[audit]`: where and what the audit log records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditPlan {
+    /// The file (appended to), or `None` for standard error ("-").
+    pub file: Option<PathBuf>,
+    /// Which operations are logged.
+    pub ops: AuditOps,
+    /// What a request does when the writer falls behind.
+    pub on_full: OnFull,
 }
 
 /// One served directory.
@@ -117,6 +131,7 @@ impl Plan {
             log_level: config.log_level,
             log_format: config.log_format,
             metrics_socket: config.metrics_socket.clone(),
+            audit: None,
             mounts: vec![MountPlan {
                 name: "root".into(),
                 root: config.root.clone().unwrap_or_default(),
@@ -189,6 +204,10 @@ impl Plan {
                 .map_err(|(span, msg)| at(span, msg))?
                 .unwrap_or(LogFormat::Text),
             metrics_socket: file.metrics_socket,
+            audit: match file.audit {
+                Some(audit) => Some(audit.into_plan().map_err(|(span, msg)| at(span, msg))?),
+                None => None,
+            },
             mounts,
         })
     }
@@ -242,8 +261,48 @@ struct FileConfig {
     log_format: Option<Spanned<String>>,
     metrics_socket: Option<PathBuf>,
     spin_us: Option<u64>,
+    audit: Option<AuditConfig>,
     #[serde(default)]
     mount: Vec<MountConfig>,
+}
+
+/// `[audit]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditConfig {
+    file: PathBuf,
+    ops: Option<Spanned<String>>,
+    on_full: Option<Spanned<String>>,
+}
+
+impl AuditConfig {
+    fn into_plan(self) -> Result<AuditPlan, Located> {
+        let pick = |value: Option<Spanned<String>>, key: &str, names: [&str; 2]| match value {
+            None => Ok(false),
+            Some(v) if v.get_ref() == names[0] => Ok(false),
+            Some(v) if v.get_ref() == names[1] => Ok(true),
+            Some(v) => Err((
+                Some(v.span()),
+                format!(
+                    "audit.{key}: {:?} is not one of {}, {}",
+                    v.get_ref(),
+                    names[0],
+                    names[1]
+                ),
+            )),
+        };
+        let all = pick(self.ops, "ops", ["mutations", "all"])?;
+        let block = pick(self.on_full, "on_full", ["drop", "block"])?;
+        Ok(AuditPlan {
+            file: (self.file != Path::new("-")).then_some(self.file),
+            ops: if all {
+                AuditOps::All
+            } else {
+                AuditOps::Mutations
+            },
+            on_full: if block { OnFull::Block } else { OnFull::Drop },
+        })
+    }
 }
 
 /// One `[[mount]]` as written.
@@ -406,6 +465,25 @@ impl fmt::Display for Plan {
         if let Some(path) = &self.metrics_socket {
             writeln!(f, "metrics_socket = {:?}", path.display().to_string())?;
         }
+        if let Some(audit) = &self.audit {
+            let file = audit
+                .file
+                .as_ref()
+                .map_or("-".into(), |p| p.display().to_string());
+            writeln!(f, "\n[audit]\nfile = {file:?}")?;
+            let ops = if audit.ops == AuditOps::All {
+                "all"
+            } else {
+                "mutations"
+            };
+            writeln!(f, "ops = {ops:?}")?;
+            let full = if audit.on_full == OnFull::Block {
+                "block"
+            } else {
+                "drop"
+            };
+            writeln!(f, "on_full = {full:?}")?;
+        }
         for mount in &self.mounts {
             let mut out = String::new();
             writeln!(out, "\n[[mount]]")?;
@@ -494,6 +572,9 @@ mod tests {
         let plan = parse(
             r#"
             sandbox = "chroot"
+            [audit]
+            file = "/var/log/a.jsonl"
+            on_full = "block"
             [[mount]]
             name = "data"
             root = "/srv/data"
@@ -513,6 +594,12 @@ mod tests {
         )
         .unwrap();
         assert_eq!(plan.sandbox, SandboxMode::Chroot);
+        let audit = plan.audit.as_ref().unwrap();
+        assert_eq!(audit.file.as_deref(), Some(Path::new("/var/log/a.jsonl")));
+        assert_eq!(
+            (audit.ops, audit.on_full),
+            (AuditOps::Mutations, OnFull::Block)
+        );
         assert_eq!(plan.mounts.len(), 2);
         let (data, ro) = (&plan.mounts[0], &plan.mounts[1]);
         assert_eq!(data.connection, Connection::Socket("/run/data.sock".into()));
@@ -556,10 +643,9 @@ mod tests {
 
     #[test]
     fn policy_not_built_yet_is_refused_not_ignored() {
-        for part in ["[audit]\nfile = \"-\"\n", "[[mount.rule]]\npath = \"x\"\n"] {
-            let text = format!("[[mount]]\nname = \"a\"\nroot = \"/\"\nsocket = \"/s\"\n{part}");
-            assert!(parse(&text).is_err(), "{part}");
-        }
+        let text = "[[mount]]\nname = \"a\"\nroot = \"/\"\nsocket = \"/s\"\n\
+                    [[mount.rule]]\npath = \"x\"\n";
+        assert!(parse(text).is_err());
     }
 
     #[test]

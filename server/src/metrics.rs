@@ -32,7 +32,7 @@
 //! and two clock reads per request with no registry, lock, hashing or allocation, and the
 //! text format is a hundred lines. Only the first clock read is on the client's critical
 //! path: the second, and the counting, happen once the response has been sent
-//! ([`Pending`]), while the client reads it.
+//! (`Pending`), while the client reads it.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

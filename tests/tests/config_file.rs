@@ -178,3 +178,86 @@ unmapped = "deny"
     let (_, inodes) = client.root().walk(&["host-root-file"]).unwrap();
     assert_eq!((inodes[0].stat.uid, inodes[0].stat.gid), (65_534, 65_534));
 }
+
+/// `[audit]`: a confined gofer writes one JSON line per mutation, naming the mount, the
+/// operation, the path and the result.
+#[test]
+fn the_audit_log_records_each_mutation() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let log = dir.path().join("audit.jsonl");
+    let config = dir.path().join("gofer.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"
+log_level = "warn"
+[audit]
+file = "{log}"
+on_full = "block"
+[[mount]]
+name = "data"
+root = "{root}"
+socket = "{dir}/s"
+"#,
+            log = log.display(),
+            root = root.display(),
+            dir = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let mut gofer = Running(
+        Command::new(GOFER)
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let client = connect(&dir.path().join("s"));
+    client.create_dir("d", 0o755).unwrap();
+    assert_eq!(
+        client.create_dir("d", 0o755).unwrap_err().errno(),
+        Errno::EEXIST
+    );
+    client.rename("d", "e").unwrap();
+    drop(client);
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&gofer.0),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert_eq!(gofer.0.wait().unwrap().code(), Some(0));
+    let lines: Vec<serde_json::Value> = fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let ops: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            (
+                l["mount"].as_str().unwrap().to_string(),
+                l["op"].as_str().unwrap().to_string(),
+                l["path"].as_str().unwrap_or("").to_string(),
+                l["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let line = |op: &str, path: &str, result: &str| {
+        (
+            "data".to_string(),
+            op.to_string(),
+            path.to_string(),
+            result.to_string(),
+        )
+    };
+    assert!(ops.contains(&line("MkdirAt", "d", "ok")), "{ops:?}");
+    assert!(ops.contains(&line("MkdirAt", "d", "EEXIST")), "{ops:?}");
+    let rename = lines
+        .iter()
+        .find(|l| l["op"] == "RenameAt")
+        .expect("a RenameAt line");
+    assert_eq!(rename["new_path"], "e");
+}

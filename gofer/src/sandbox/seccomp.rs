@@ -40,6 +40,8 @@ pub(crate) struct Features {
     pub(crate) uds_connect: bool,
     /// `--host-uds create|all`: binding, listening and accepting on host Unix sockets.
     pub(crate) uds_create: bool,
+    /// The audit log: reading each connection's peer credentials.
+    pub(crate) peer_credentials: bool,
 }
 
 /// Installs the filter on every thread of the process (TSYNC), after setting
@@ -182,6 +184,9 @@ fn serving_sets(features: Features) -> Vec<&'static [Call]> {
     }
     if features.uds_create {
         sets.push(UDS_CREATE);
+    }
+    if features.peer_credentials {
+        sets.push(PEER_CREDENTIALS);
     }
     sets
 }
@@ -361,6 +366,8 @@ mod check {
     /// new one, the old one on kernels before 5.1). The level is not checked: the sockets
     /// the gofer creates are all `AF_UNIX`, whose only option level is `SOL_SOCKET`.
     pub(super) const TIMEOUTS: Args = Args::OneOf(2, &[20, 21, 66, 67]);
+    /// `getsockopt`: only `SO_PEERCRED` (the option, argument 2).
+    pub(super) const PEERCRED: Args = Args::OneOf(2, &[c(libc::SO_PEERCRED)]);
 }
 
 /// Calls that fail with an errno (one filter each), whatever the action for calls outside
@@ -487,6 +494,9 @@ const UDS_CREATE: &[Call] = &[
     call!(SYS_bind),
     call!(SYS_listen),
 ];
+
+/// The audit log: `SO_PEERCRED` of each connection, read once when it starts.
+const PEER_CREDENTIALS: &[Call] = &[call!(SYS_getsockopt, check::PEERCRED)];
 
 /// The parent that waits for the serving child (see [`install_waiter`]).
 const WAITER: &[Call] = &[

@@ -14,14 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lisafs_protocol::transport::socket::FramedSocket;
-use lisafs_server::Server;
+use lisafs_server::{Backend, Server};
 use parking_lot::{Condvar, Mutex};
 use rustix::fs::OFlags;
 use rustix::net::{Shutdown, SocketFlags};
 use rustix::pipe::PipeFlags;
 
 use super::listener::Source;
-use crate::host::HostBackend;
 
 /// How long connections may take to finish after a stop signal.
 pub(crate) const STOP_DEADLINE: Duration = Duration::from_secs(5);
@@ -94,9 +93,9 @@ impl StopSignals {
 
 /// One mount to serve: its server, where its connections come from, and how many it may
 /// have at once.
-pub(crate) struct Served {
+pub(crate) struct Served<B: Backend> {
     /// The mount's server.
-    pub(crate) server: Arc<Server<HostBackend>>,
+    pub(crate) server: Arc<Server<B>>,
     /// Its connection source.
     pub(crate) source: Source,
     /// Its `max_connections` (beyond it, a connection is closed at once).
@@ -105,8 +104,8 @@ pub(crate) struct Served {
 
 /// Serves every mount until its sources close (when all are connected sockets) or a stop
 /// signal arrives. Calls `ready` once serving has begun.
-pub(crate) fn serve(
-    served: Vec<Served>,
+pub(crate) fn serve<B: Backend>(
+    served: Vec<Served<B>>,
     signals: StopSignals,
     ready: impl FnOnce(),
 ) -> io::Result<Ended> {
@@ -160,8 +159,8 @@ pub(crate) fn serve(
 
 /// Serves each connection to `listener` on its own thread until the listener is shut
 /// down by a stop.
-fn accept_loop(
-    server: &Arc<Server<HostBackend>>,
+fn accept_loop<B: Backend>(
+    server: &Arc<Server<B>>,
     listener: &OwnedFd,
     connections: &Arc<Connections>,
     mount: usize,

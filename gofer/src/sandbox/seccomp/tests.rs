@@ -114,6 +114,7 @@ fn every_listed_call_is_allowed() {
         let features = Features {
             uds_connect: connect,
             uds_create: create,
+            peer_credentials: connect,
         };
         let programs = serving(features, BpfAction::KillProcess);
         for allow in serving_sets(features).iter().flat_map(|set| set.iter()) {
@@ -171,6 +172,7 @@ fn dangerous_calls_kill_or_log() {
     let all = Features {
         uds_connect: true,
         uds_create: true,
+        peer_credentials: true,
     };
     for (action, want) in [(BpfAction::KillProcess, KILL), (BpfAction::Log, LOG)] {
         let programs = serving(Features::default(), action);
@@ -203,6 +205,7 @@ fn argument_checks_refuse_what_the_gofer_never_does() {
     let all = Features {
         uds_connect: true,
         uds_create: true,
+        peer_credentials: true,
     };
     let programs = serving(all, BpfAction::KillProcess);
     let at_fdcwd = u64::from(libc::AT_FDCWD.cast_unsigned());
