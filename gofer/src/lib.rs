@@ -35,6 +35,9 @@ pub mod plan;
 mod sandbox;
 #[cfg(feature = "cli")]
 mod service;
+// Without `cli`, only the metrics endpoint listens; nothing removes a socket file.
+#[cfg_attr(not(feature = "cli"), allow(dead_code))]
+mod socket_file;
 // Without `cli`, the start-up helpers (fork, unshare, mount attributes, inherited FDs) have
 // no caller; the host backend uses only the xattr and fsuid calls.
 #[cfg_attr(not(feature = "cli"), allow(dead_code))]

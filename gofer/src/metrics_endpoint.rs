@@ -30,12 +30,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use lisafs_server::metrics::{Format, Metrics};
-use rustix::fs::{AtFlags, FileType, Mode, StatxFlags, CWD};
 use rustix::io::Errno;
 use rustix::net::sockopt::Timeout;
-use rustix::net::{
-    AddressFamily, SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
-};
+use rustix::net::{SendAncillaryBuffer, SendFlags, SocketFlags};
 
 /// The longest request head (request line and headers) read; a longer one gets 431.
 pub const MAX_HEAD: usize = 8 * 1024;
@@ -52,41 +49,7 @@ const BACKOFF: Duration = Duration::from_millis(100);
 /// replacing a stale socket file (nothing listens on it) but nothing else. Call it before
 /// the gofer confines itself: afterwards `path` is out of reach.
 pub fn listen(path: &Path) -> io::Result<OwnedFd> {
-    match rustix::fs::statx(CWD, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::TYPE) {
-        Ok(st) if FileType::from_raw_mode(st.stx_mode.into()) == FileType::Socket => {
-            let probe = rustix::net::socket_with(
-                AddressFamily::UNIX,
-                SocketType::STREAM,
-                SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-                None,
-            )?;
-            match rustix::net::connect(&probe, &SocketAddrUnix::new(path)?) {
-                Err(Errno::CONNREFUSED) => rustix::fs::unlink(path)?,
-                // EAGAIN: a full backlog is a live listener too.
-                Ok(()) | Err(Errno::AGAIN) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::AddrInUse,
-                        "another process is listening on it",
-                    ))
-                }
-                Err(err) => return Err(err.into()),
-            }
-        }
-        Ok(_) => return Err(Errno::EXIST.into()),
-        Err(Errno::NOENT) => {}
-        Err(err) => return Err(err.into()),
-    }
-    let socket = rustix::net::socket_with(
-        AddressFamily::UNIX,
-        SocketType::STREAM,
-        SocketFlags::CLOEXEC,
-        None,
-    )?;
-    // The socket inode's mode becomes the file's at bind: never a moment at the umask's.
-    rustix::fs::fchmod(&socket, Mode::from_raw_mode(0o600))?;
-    rustix::net::bind(&socket, &SocketAddrUnix::new(path)?)?;
-    rustix::net::listen(&socket, 16)?;
-    Ok(socket)
+    crate::socket_file::listen_at(path).map(|(socket, _file)| socket)
 }
 
 /// Runs [`serve`] on a new thread named `lisafs-metrics`, logging why it stopped.

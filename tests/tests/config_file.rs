@@ -1,5 +1,6 @@
 //! `gofer --config`: several mounts from one file, served by one confined process, each
 //! with its own root and policy, and connections isolated from each other (issue 9).
+#![allow(clippy::unwrap_used)] // Tests fail by panicking.
 
 use std::fs;
 use std::path::Path;
@@ -19,6 +20,24 @@ impl Drop for Running {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
+}
+
+/// Starts the gofer on the config file `config`.
+fn start(config: &Path) -> Running {
+    let child = Command::new(GOFER)
+        .arg("--config")
+        .arg(config)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// Stops the gofer with SIGTERM; its exit code.
+fn stop(gofer: &mut Running) -> Option<i32> {
+    let pid = rustix::process::Pid::from_child(&gofer.0);
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    gofer.0.wait().unwrap().code()
 }
 
 fn connect(socket: &Path) -> Client {
@@ -69,14 +88,7 @@ readonly = true
             ),
         )
         .unwrap();
-        let mut gofer = Running(
-            Command::new(GOFER)
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
+        let mut gofer = start(&config);
         let data_client = connect(&dir.path().join("data.sock"));
         let ro_client = connect(&dir.path().join("ro.sock"));
         data_client.write("new", b"written").unwrap();
@@ -93,12 +105,7 @@ readonly = true
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap();
         assert!(children.trim().is_empty(), "{sandbox}: {children}");
         drop((data_client, ro_client));
-        rustix::process::kill_process(
-            rustix::process::Pid::from_child(&gofer.0),
-            rustix::process::Signal::TERM,
-        )
-        .unwrap();
-        assert_eq!(gofer.0.wait().unwrap().code(), Some(0), "{sandbox}");
+        assert_eq!(stop(&mut gofer), Some(0), "{sandbox}");
         assert!(!dir.path().join("data.sock").exists());
         assert!(!dir.path().join("ro.sock").exists());
     }
@@ -137,14 +144,7 @@ unmapped = "deny"
         ),
     )
     .unwrap();
-    let _gofer = Running(
-        Command::new(GOFER)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _gofer = start(&config);
     let client = connect(&dir.path().join("s"));
     let owner = |uid, gid| Owner {
         uid: Uid(uid),
@@ -207,14 +207,7 @@ socket = "{dir}/s"
         ),
     )
     .unwrap();
-    let mut gofer = Running(
-        Command::new(GOFER)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut gofer = start(&config);
     let client = connect(&dir.path().join("s"));
     client.create_dir("d", 0o755).unwrap();
     assert_eq!(
@@ -223,12 +216,7 @@ socket = "{dir}/s"
     );
     client.rename("d", "e").unwrap();
     drop(client);
-    rustix::process::kill_process(
-        rustix::process::Pid::from_child(&gofer.0),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert_eq!(gofer.0.wait().unwrap().code(), Some(0));
+    assert_eq!(stop(&mut gofer), Some(0));
     let lines: Vec<serde_json::Value> = fs::read_to_string(&log)
         .unwrap()
         .lines()
