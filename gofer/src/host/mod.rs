@@ -19,8 +19,10 @@ mod resolve;
 mod socket;
 mod xattr;
 
+use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
 
 use lisafs_protocol::wire::{Dirent64, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
 use lisafs_server::{BResult, Backend, Create, Mounted, Name, Node, OpenFlags, Opened};
@@ -222,6 +224,11 @@ impl Backend for HostBackend {
             root: Node { file, stat },
             donated,
         })
+    }
+
+    fn path(&self, file: &HostFile) -> Option<PathBuf> {
+        let path = self.resolver.current_path(file)?;
+        Some(PathBuf::from(OsString::from_vec(path)))
     }
 
     fn stat(&self, file: &HostFile) -> BResult<Statx> {

@@ -313,12 +313,47 @@ impl Resolver {
         let Some(relative) = strip_dir_prefix(&path, &self.root_path) else {
             return Ok(false);
         };
+        self.reaches(relative, file)
+    }
+
+    /// Whether `relative`, resolved beneath the root as a walk would, is `file`'s inode.
+    fn reaches(&self, relative: &[u8], file: &HostFile) -> BResult<bool> {
         let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         match rustix::fs::openat2(&self.root_fd, relative, flags, Mode::empty(), self.resolve) {
             Ok(found) => Ok(FileId::of(&stat_fd(found.as_fd())?) == file.id()),
             Err(rustix::io::Errno::NAMETOOLONG) => Err(Errno::ENAMETOOLONG),
             Err(_) => Ok(false),
         }
+    }
+
+    /// `file`'s path relative to the root now (empty for the root), or `None` if it is
+    /// outside the share, unlinked, or cannot be named (`Backend::path`).
+    ///
+    /// The path `/proc/self/fd` shows is a claim, not a proof: for a file a host process
+    /// moved out of a detached share the kernel prints its path from the filesystem's own
+    /// root, which may look like a path inside; for an unlinked one it appends
+    /// " (deleted)". So the claimed path is resolved again beneath the root and must reach
+    /// the same inode: three system calls (readlink, openat2, statx), whatever the depth.
+    /// A rename between the readlink and the openat2 makes the two disagree; the check is
+    /// then retried while the claimed path keeps changing, a few times at most.
+    pub(crate) fn current_path(&self, file: &HostFile) -> Option<Vec<u8>> {
+        if file.id() == self.root {
+            return Some(Vec::new());
+        }
+        let mut previous: Option<Vec<u8>> = None;
+        for _ in 0..3 {
+            let path = proc_link(self.proc_self_fd, file.as_fd()).ok()?;
+            if previous.as_ref() == Some(&path) {
+                return None;
+            }
+            if let Some(relative) = strip_dir_prefix(&path, &self.root_path) {
+                if relative != b"." && self.reaches(relative, file) == Ok(true) {
+                    return Some(relative.to_vec());
+                }
+            }
+            previous = Some(path);
+        }
+        None
     }
 }
 
