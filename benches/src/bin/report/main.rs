@@ -17,6 +17,7 @@ mod confinement;
 mod cpu;
 mod fixture;
 mod floors;
+mod hooks;
 mod metrics;
 mod ops;
 
@@ -87,7 +88,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: report [--secs S] [--gofer PATH] [--only KEY,...] [--spin-us N]\n\
                      KEY: floors fstat walkstat open pwrite getdents mkdir pread threads\n\
-                     \x20    sandbox metrics\n\
+                     \x20    sandbox metrics hooks\n\
                      Measures lisafs against native syscalls; see benches/README.md."
                         .into(),
                 )
@@ -274,6 +275,11 @@ fn report(args: &Args) -> Result<(), BoxError> {
         false => None,
     };
 
+    let hooks = match args.wants("hooks") {
+        true => hooks::measure(&root, defaults, &budget)?,
+        false => Vec::new(),
+    };
+
     let context = Context {
         scratch: scratch.describe(),
         secs: args.secs,
@@ -290,6 +296,9 @@ fn report(args: &Args) -> Result<(), BoxError> {
     }
     if let Some(metrics) = &metrics {
         metrics::render(&mut out, metrics);
+    }
+    if !hooks.is_empty() {
+        hooks::render(&mut out, &hooks);
     }
     print!("{out}");
     Ok(())
