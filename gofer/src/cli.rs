@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lisafs_protocol::wire::Errno;
+use lisafs_server::hooks::Hook;
 use lisafs_server::{Backend, Hooked, Metrics, Server};
 use rustix::fs::{Mode, OFlags};
 use tracing_subscriber::EnvFilter;
@@ -18,6 +19,7 @@ use crate::config::{Config, LogFormat, LogLevel, SandboxMode};
 use crate::host::{HostBackend, ShareMount};
 use crate::limits;
 use crate::plan::{AuditPlan, ConfigError, Connection, MountPlan, Plan};
+use crate::rules::Rules;
 use crate::sandbox::supervisor::{self, Ready, Supervisor};
 use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
 use crate::service::serve::{self, Ended, Served, StopSignals};
@@ -248,20 +250,37 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         max_fds,
         metrics,
     };
-    let serving = match &audit {
-        None => serve::serve(mounts.servers(|backend, _| backend), signals, || {
+    let any_rules = plan.mounts.iter().any(|mount| !mount.rules.is_empty());
+    let serving = if audit.is_none() && !any_rules {
+        // No policy: the backend as it is, without the hook layer's indirection.
+        serve::serve(mounts.servers(|backend, _, _| backend), signals, || {
             readiness.ready();
-        }),
-        Some(audit) => {
+        })
+    } else {
+        if let Some(audit) = &audit {
             audit.start().map_err(|err| StartError::Serve {
                 reason: format!("the audit thread: {}", os_reason(&err)),
             })?;
-            let served = mounts.servers(|backend, name| Hooked::new(backend, audit.hook(name)));
+        }
+        let rules: Vec<_> = plan
+            .mounts
+            .iter()
+            .map(|m| Rules::new(m.rules.clone()))
+            .collect();
+        let served = mounts.servers(|backend, index, name| {
+            // Rules first, so the audit line of a refusal names the rule that decided.
+            let hook: Box<dyn Hook> = match &audit {
+                Some(audit) => Box::new((rules[index].clone(), audit.hook(name))),
+                None => Box::new(rules[index].clone()),
+            };
+            Hooked::new(backend, hook)
+        });
+        if audit.is_some() {
             for mount in &served {
                 mount.server.read_peer_credentials(true);
             }
-            serve::serve(served, signals, || readiness.ready())
         }
+        serve::serve(served, signals, || readiness.ready())
     };
     let ended = serving.map_err(|err| StartError::Serve {
         reason: os_reason(&err),
@@ -293,7 +312,7 @@ struct Mounts<'a> {
 
 impl Mounts<'_> {
     /// A server per mount, over its backend as `wrap` makes it (adding hooks, say).
-    fn servers<B: Backend>(self, wrap: impl Fn(HostBackend, &str) -> B) -> Vec<Served<B>> {
+    fn servers<B: Backend>(self, wrap: impl Fn(HostBackend, usize, &str) -> B) -> Vec<Served<B>> {
         let each = self
             .backends
             .into_iter()
@@ -301,7 +320,9 @@ impl Mounts<'_> {
             .zip(self.limits)
             .zip(self.max_fds);
         let mut served = Vec::new();
-        for (mount, (((backend, source), max), max_fds)) in self.plan.mounts.iter().zip(each) {
+        for (index, (mount, (((backend, source), max), max_fds))) in
+            self.plan.mounts.iter().zip(each).enumerate()
+        {
             tracing::info!(
                 mount = mount.name,
                 root = %mount.root.display(),
@@ -310,7 +331,7 @@ impl Mounts<'_> {
                 "serving"
             );
             let options = mount.server_options(max_fds, self.metrics.is_some());
-            let backend = wrap(backend, &mount.name);
+            let backend = wrap(backend, index, &mount.name);
             let server = match &self.metrics {
                 Some(metrics) => Server::with_metrics(backend, options, Arc::clone(metrics)),
                 None => Server::new(backend, options),

@@ -32,6 +32,8 @@ pub mod metrics_endpoint;
 #[cfg(feature = "cli")]
 pub mod plan;
 #[cfg(feature = "cli")]
+pub mod rules;
+#[cfg(feature = "cli")]
 mod sandbox;
 #[cfg(feature = "cli")]
 mod service;

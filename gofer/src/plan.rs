@@ -3,8 +3,7 @@
 //!
 //! The config file is TOML; its schema is in README.md ("One gofer, many mounts"). Every
 //! error names the file, the line and the key. Keys the gofer does not know, and the parts
-//! of the schema not built yet (`[[mount.rule]]`), are refused,
-//! never ignored: a policy that silently does not apply is worse than none.
+//! are refused, never ignored: a policy that silently does not apply is worse than none.
 
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
@@ -19,6 +18,8 @@ use crate::audit::{AuditOps, OnFull};
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::config::{Config, HostFifo, HostUds, LogFormat, LogLevel, SandboxMode, SeccompAction};
 use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
+use crate::rules::{Action, Rule};
+use lisafs_server::hooks::OpClass;
 
 /// Everything one gofer process serves.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +74,8 @@ pub struct MountPlan {
     pub spin_us: u64,
     /// User and group ID translation, if any.
     pub ids: Option<IdMap>,
+    /// Path rules, first match wins.
+    pub rules: Vec<Rule>,
 }
 
 impl MountPlan {
@@ -143,6 +146,7 @@ impl Plan {
                 max_channels: config.max_channels,
                 spin_us: config.spin_us,
                 ids: None,
+                rules: Vec::new(),
             }],
         }
     }
@@ -330,6 +334,56 @@ struct MountConfig {
     max_fds: Option<usize>,
     max_channels: Option<usize>,
     ids: Option<IdsConfig>,
+    #[serde(default)]
+    rule: Vec<RuleConfig>,
+}
+
+/// One `[[mount.rule]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleConfig {
+    path: Spanned<String>,
+    #[serde(default)]
+    ops: Vec<Spanned<String>>,
+    action: Spanned<String>,
+}
+
+impl RuleConfig {
+    fn into_rule(self) -> Result<Rule, Located> {
+        let action = Action::from_name(self.action.get_ref()).ok_or_else(|| {
+            (
+                Some(self.action.span()),
+                format!(
+                    "rule action {:?} is not one of allow, deny, readonly, hide",
+                    self.action.get_ref()
+                ),
+            )
+        })?;
+        let mut ops = Vec::new();
+        for op in self.ops {
+            if op.get_ref() == "all" {
+                continue;
+            }
+            ops.push(OpClass::from_name(op.get_ref()).ok_or_else(|| {
+                (
+                    Some(op.span()),
+                    format!(
+                        "rule ops: {:?} is not one of stat, read, write, create, remove, \
+                         rename, setattr, connect, all",
+                        op.get_ref()
+                    ),
+                )
+            })?);
+        }
+        let rule = Rule {
+            path: self.path.get_ref().clone(),
+            ops,
+            action,
+        };
+        rule.validate()
+            .map_err(|msg| (Some(self.path.span()), msg))?;
+        Ok(rule)
+    }
 }
 
 /// `[mount.ids]` as written.
@@ -428,6 +482,21 @@ impl MountConfig {
                 .max_channels
                 .unwrap_or(ServerOptions::default().max_channels),
             spin_us: spin_us.unwrap_or(DEFAULT_SPIN_US),
+            rules: {
+                let rules = self
+                    .rule
+                    .into_iter()
+                    .map(RuleConfig::into_rule)
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(in_mount)?;
+                if !rules.is_empty() && self.donate_mount_fd {
+                    return Err(in_mount((
+                        Some(self.name.span()),
+                        "donate_mount_fd gives the client the whole share past the rules".into(),
+                    )));
+                }
+                rules
+            },
             ids: match self.ids {
                 Some(ids) => Some(ids.into_map(self.name.span()).map_err(in_mount)?),
                 None => None,
@@ -534,6 +603,15 @@ impl fmt::Display for Plan {
                 None => writeln!(out, "# max_fds: as many as fit")?,
             }
             writeln!(out, "max_channels = {}", mount.max_channels)?;
+            for rule in &mount.rules {
+                writeln!(out, "[[mount.rule]]")?;
+                writeln!(out, "path = {:?}", rule.path)?;
+                if !rule.ops.is_empty() {
+                    let ops: Vec<_> = rule.ops.iter().map(|op| op.name()).collect();
+                    writeln!(out, "ops = {ops:?}")?;
+                }
+                writeln!(out, "action = {:?}", rule.action.name())?;
+            }
             if let Some(ids) = &mount.ids {
                 writeln!(out, "[mount.ids]")?;
                 for (key, ranges) in [("uid", ids.uid_ranges()), ("gid", ids.gid_ranges())] {
@@ -642,10 +720,23 @@ mod tests {
     }
 
     #[test]
-    fn policy_not_built_yet_is_refused_not_ignored() {
+    fn rules_parse_and_print_back() {
         let text = "[[mount]]\nname = \"a\"\nroot = \"/\"\nsocket = \"/s\"\n\
-                    [[mount.rule]]\npath = \"x\"\n";
-        assert!(parse(text).is_err());
+                    [[mount.rule]]\npath = \"secrets/**\"\naction = \"hide\"\n\
+                    [[mount.rule]]\npath = \"**/*.log\"\nops = [\"write\", \"remove\"]\n\
+                    action = \"deny\"\n";
+        let plan = parse(text).unwrap();
+        let rules = &plan.mounts[0].rules;
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].ops, [OpClass::Write, OpClass::Remove]);
+        assert_eq!(parse(&plan.to_string()).unwrap(), plan);
+        let bad = text.replace("\"hide\"", "\"shred\"");
+        assert_eq!(parse(&bad).unwrap_err().line, Some(7));
+        let with_donation = text.replace(
+            "socket = \"/s\"\n",
+            "socket = \"/s\"\ndonate_mount_fd = true\n",
+        );
+        assert!(parse(&with_donation).is_err());
     }
 
     #[test]

@@ -249,3 +249,110 @@ socket = "{dir}/s"
         .expect("a RenameAt line");
     assert_eq!(rename["new_path"], "e");
 }
+
+/// `[[mount.rule]]` through a confined gofer: hide, readonly and a per-class deny, and the
+/// bypasses: renaming a restricted directory, hard-linking a restricted file to a free
+/// name, and a symlink into a hidden tree.
+#[test]
+fn path_rules_hold_against_the_obvious_bypasses() {
+    use lisafs_client::Owner;
+    use std::os::unix::fs::symlink;
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    for sub in ["secrets", "ro", "free"] {
+        fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    fs::write(root.join("secrets/key"), b"k").unwrap();
+    fs::write(root.join("ro/f"), b"ro").unwrap();
+    fs::write(root.join("app.log"), b"log").unwrap();
+    symlink("secrets/key", root.join("link")).unwrap();
+    let config = dir.path().join("gofer.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"
+log_level = "error"
+[[mount]]
+name = "data"
+root = "{root}"
+socket = "{dir}/s"
+[[mount.rule]]
+path = "secrets/**"
+action = "hide"
+[[mount.rule]]
+path = "ro/**"
+action = "readonly"
+[[mount.rule]]
+path = "**/*.log"
+ops = ["write", "remove", "rename", "setattr"]
+action = "deny"
+"#,
+            root = root.display(),
+            dir = dir.path().display(),
+        ),
+    )
+    .unwrap();
+    let _gofer = start(&config);
+    let client = connect(&dir.path().join("s"));
+    let errno = |result: lisafs_client::Result<Vec<u8>>| result.unwrap_err().errno();
+    // hide: absent to walks, listings and creates; a symlink into it leads nowhere.
+    assert_eq!(errno(client.read("secrets/key")), Errno::ENOENT);
+    let names: Vec<_> = client
+        .read_dir("")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(
+        !names.iter().any(|n| n.as_slice() == b"secrets"),
+        "{names:?}"
+    );
+    assert_eq!(errno(client.read("link")), Errno::ENOENT);
+    assert_eq!(
+        client.write("secrets/new", b"x").unwrap_err().errno(),
+        Errno::ENOENT
+    );
+    // readonly: reads pass, every change is refused.
+    assert_eq!(client.read("ro/f").unwrap(), b"ro");
+    assert_eq!(
+        client.write("ro/f", b"x").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    assert_eq!(
+        client.write("ro/new", b"x").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    assert_eq!(
+        client.remove_file("ro/f").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    // deny by class: a log can be read, not written or removed.
+    assert_eq!(client.read("app.log").unwrap(), b"log");
+    assert_eq!(
+        client.write("app.log", b"x").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    assert_eq!(
+        client.remove_file("app.log").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    // Bypasses: moving the restricted tree, or linking a restricted file to a free name.
+    assert_eq!(
+        client.rename("ro", "free/ro").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    let (_, ro) = client.root().walk(&["ro", "f"]).unwrap();
+    let (_, free) = client.root().walk(&["free"]).unwrap();
+    let linked = free[0].fd.link_at(&ro[1].fd, "f2");
+    assert_eq!(linked.unwrap_err().errno(), Errno::EACCES);
+    assert!(!root.join("free/f2").exists());
+    // Elsewhere everything works.
+    client.write("free/ok", b"fine").unwrap();
+    client
+        .root()
+        .mkdir_at("newdir", 0o755, Owner::UNSET)
+        .unwrap();
+    assert_eq!(fs::read(root.join("ro/f")).unwrap(), b"ro");
+    assert_eq!(fs::read(root.join("free/ok")).unwrap(), b"fine");
+}

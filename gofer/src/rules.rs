@@ -1,0 +1,323 @@
+//! Path rules (`[[mount.rule]]`): per-path policy as a [`Hook`], decided on every request
+//! by where the file is *now* within the share.
+//!
+//! A rule has a glob over the path relative to the mount root (`*` and `?` stay within a
+//! component, `**` spans any number of components), optional operation classes (all when
+//! absent) and an action: `allow`, `deny` (`EACCES`), `readonly` (`EACCES` for every
+//! mutation: write, create, remove, rename, setattr, connect) or `hide` (as if absent:
+//! `ENOENT`, left out of listings, walks stop there). The first rule that applies decides;
+//! none means allow.
+//!
+//! Why it cannot be bypassed:
+//!
+//! * paths are current ([`Op::path`]): a file renamed (by the client or a host process)
+//!   is judged where it is, even through an FD held across the rename; a file whose place
+//!   cannot be told (moved out of the share, unlinked) is refused;
+//! * a rename or hard link is checked at both paths, and refused outright when the source
+//!   is, or may contain, anything a non-`allow` rule covers: the client cannot move a
+//!   restricted file (or a directory that might hold one) out of its rule's reach, nor give
+//!   it a second, unrestricted name;
+//! * a file any non-`allow` rule may cover is never donated, so every read and write of it
+//!   is an RPC the rules see;
+//! * symlinks are never followed by the gofer: a link's target is walked, and judged, as
+//!   its own path.
+//!
+//! What it cannot see: a mount FD given with `donate_mount_fd` (so the two cannot be
+//! combined), and hard links that already existed on the host (each name is judged as
+//! itself).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use lisafs_server::hooks::{Hook, Op, OpClass};
+use lisafs_server::wire::Errno;
+
+/// What a rule does to the operations it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Let them run (and stop looking).
+    Allow,
+    /// Refuse them with `EACCES`.
+    Deny,
+    /// Refuse the mutations among them with `EACCES`, let the rest run.
+    ReadOnly,
+    /// Act as if the path did not exist.
+    Hide,
+}
+
+impl Action {
+    /// The action named `name` in a config file.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "allow" => Some(Self::Allow),
+            "deny" => Some(Self::Deny),
+            "readonly" => Some(Self::ReadOnly),
+            "hide" => Some(Self::Hide),
+            _ => None,
+        }
+    }
+
+    /// Its name in a config file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Allow => "allow",
+            Self::Deny => "deny",
+            Self::ReadOnly => "readonly",
+            Self::Hide => "hide",
+        }
+    }
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    /// The glob, as written.
+    pub path: String,
+    /// The classes it covers; empty: all.
+    pub ops: Vec<OpClass>,
+    /// What it does.
+    pub action: Action,
+}
+
+impl Rule {
+    /// Checks the glob: components of literal text, `*`, `?` and `**` (alone in its
+    /// component); no leading `/`, no `.` or `..` components, no character classes.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.path.is_empty() || self.path.starts_with('/') {
+            return Err(format!(
+                "rule path {:?}: relative to the mount root",
+                self.path
+            ));
+        }
+        for part in self.path.split('/') {
+            let bad = part.is_empty()
+                || part == "."
+                || part == ".."
+                || part.contains(['[', ']', '{', '}', '\\'])
+                || (part.contains("**") && part != "**");
+            if bad {
+                return Err(format!(
+                    "rule path {:?}: components are names with * and ?, or **",
+                    self.path
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn covers(&self, class: OpClass) -> bool {
+        self.ops.is_empty() || self.ops.contains(&class)
+    }
+}
+
+/// The rules of one mount, as a [`Hook`].
+#[derive(Debug, Clone)]
+pub struct Rules {
+    rules: Arc<[(Rule, Arc<str>)]>,
+}
+
+/// The classes `readonly` refuses.
+fn mutates(class: OpClass) -> bool {
+    !matches!(class, OpClass::Stat | OpClass::Read)
+}
+
+impl Rules {
+    /// The hook for `rules` (validated with [`Rule::validate`]).
+    pub fn new(rules: Vec<Rule>) -> Self {
+        let rules = rules
+            .into_iter()
+            .enumerate()
+            .map(|(i, rule)| {
+                let name: Arc<str> =
+                    format!("rule {} ({} {})", i + 1, rule.action.name(), rule.path).into();
+                (rule, name)
+            })
+            .collect();
+        Self { rules }
+    }
+
+    /// The first rule that applies to `class` at `path`, and the verdict.
+    fn decide(&self, path: &Path, class: OpClass) -> Option<(&Arc<str>, Result<(), Errno>)> {
+        let parts = components(path)?;
+        self.rules.iter().find_map(|(rule, name)| {
+            if !rule.covers(class) || !glob(&pattern(&rule.path), &parts) {
+                return None;
+            }
+            let verdict = match rule.action {
+                Action::Allow => Ok(()),
+                Action::Deny => Err(Errno::EACCES),
+                Action::ReadOnly if mutates(class) => Err(Errno::EACCES),
+                Action::ReadOnly => Ok(()),
+                Action::Hide => Err(Errno::ENOENT),
+            };
+            Some((name, verdict))
+        })
+    }
+
+    /// Whether a non-`allow` rule covers `path`, or could cover something beneath it.
+    fn restricts(&self, path: &Path) -> bool {
+        let Some(parts) = components(path) else {
+            return true;
+        };
+        self.rules.iter().any(|(rule, _)| {
+            rule.action != Action::Allow && glob_or_beneath(&pattern(&rule.path), &parts)
+        })
+    }
+
+    fn check(&self, path: Option<&Path>, class: OpClass) -> Result<(), Errno> {
+        // A file whose place cannot be told is not judged as if it were allowed.
+        let Some(path) = path else {
+            return Err(Errno::EACCES);
+        };
+        match self.decide(path, class) {
+            Some((name, Err(errno))) => {
+                lisafs_server::context::set_rule(Arc::clone(name));
+                Err(errno)
+            }
+            Some((name, Ok(()))) => {
+                lisafs_server::context::set_rule(Arc::clone(name));
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Hook for Rules {
+    fn before(&self, op: &Op<'_>) -> Result<(), Errno> {
+        let class = op.class();
+        self.check(op.path(), class)?;
+        if op.has_new_path() {
+            self.check(op.new_path(), class)?;
+            // A rename or a hard link must not carry a restricted file (or a directory
+            // that may hold one) out of its rules' reach.
+            if op.path().is_none_or(|path| self.restricts(path)) {
+                return Err(Errno::EACCES);
+            }
+        }
+        Ok(())
+    }
+
+    fn hides(&self, dir: &Op<'_>, name: &[u8]) -> bool {
+        let Some(dir) = dir.path() else {
+            return true;
+        };
+        let path = dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
+        matches!(
+            self.decide(&path, OpClass::Stat),
+            Some((_, Err(Errno::ENOENT)))
+        )
+    }
+
+    fn donate(&self, op: &Op<'_>) -> bool {
+        op.path().is_some_and(|path| !self.restricts(path))
+    }
+}
+
+/// `path`'s components as bytes, or `None` for a path that is not plain relative.
+fn components(path: &Path) -> Option<Vec<&[u8]>> {
+    use std::path::Component;
+    path.components()
+        .map(|c| match c {
+            Component::Normal(name) => Some(name.as_encoded_bytes()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn pattern(glob: &str) -> Vec<&[u8]> {
+    glob.split('/').map(str::as_bytes).collect()
+}
+
+/// Whether `pattern` matches the components `path` exactly.
+fn glob(pattern: &[&[u8]], path: &[&[u8]]) -> bool {
+    match (pattern.split_first(), path.split_first()) {
+        (None, None) => true,
+        (Some((&b"**", rest)), _) => {
+            glob(rest, path)
+                || path
+                    .split_first()
+                    .is_some_and(|(_, tail)| glob(pattern, tail))
+        }
+        (Some((part, rest)), Some((name, tail))) => component(part, name) && glob(rest, tail),
+        _ => false,
+    }
+}
+
+/// Whether `pattern` matches `path` or some path beneath it.
+fn glob_or_beneath(pattern: &[&[u8]], path: &[&[u8]]) -> bool {
+    match (pattern.split_first(), path.split_first()) {
+        // The path is used up: something beneath it can match what is left.
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some((&b"**", rest)), Some((_, tail))) => {
+            glob_or_beneath(rest, path) || glob_or_beneath(pattern, tail)
+        }
+        (Some((part, rest)), Some((name, tail))) => {
+            component(part, name) && glob_or_beneath(rest, tail)
+        }
+    }
+}
+
+/// Whether one component `name` matches `part` (`*` any run, `?` one byte).
+fn component(part: &[u8], name: &[u8]) -> bool {
+    match (part.split_first(), name.split_first()) {
+        (None, None) => true,
+        (Some((b'*', rest)), _) => {
+            component(rest, name)
+                || name
+                    .split_first()
+                    .is_some_and(|(_, tail)| component(part, tail))
+        }
+        (Some((b'?', rest)), Some((_, tail))) => component(rest, tail),
+        (Some((p, rest)), Some((n, tail))) => p == n && component(rest, tail),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matches(glob_text: &str, path: &str) -> bool {
+        glob(&pattern(glob_text), &components(Path::new(path)).unwrap())
+    }
+
+    #[test]
+    fn globs_match_within_and_across_components() {
+        assert!(matches("secrets/**", "secrets/a/b"));
+        assert!(matches("secrets/**", "secrets"));
+        assert!(!matches("secrets/**", "secretsx/a"));
+        assert!(matches("**/*.log", "a/b/c.log"));
+        assert!(matches("**/*.log", "c.log"));
+        assert!(!matches("*.log", "a/c.log"));
+        assert!(matches("a/?/c", "a/b/c"));
+        assert!(!matches("a/?/c", "a/bb/c"));
+    }
+
+    #[test]
+    fn restriction_reaches_the_directories_that_may_hold_a_match() {
+        let rules = Rules::new(vec![Rule {
+            path: "data/**/key".into(),
+            ops: vec![],
+            action: Action::Deny,
+        }]);
+        for path in ["data", "data/x", "data/x/key", ""] {
+            assert!(rules.restricts(Path::new(path)), "{path}");
+        }
+        assert!(!rules.restricts(Path::new("other")));
+        assert!(!rules.restricts(Path::new("other/data")));
+    }
+
+    #[test]
+    fn bad_globs_are_refused() {
+        for path in ["", "/abs", "a//b", "../x", "a/**b", "[ab]", "a/./b"] {
+            let rule = Rule {
+                path: path.into(),
+                ops: vec![],
+                action: Action::Deny,
+            };
+            assert!(rule.validate().is_err(), "{path}");
+        }
+    }
+}
