@@ -265,7 +265,11 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         let rules: Vec<_> = plan
             .mounts
             .iter()
-            .map(|m| Rules::new(m.rules.clone()))
+            .zip(&mounts.backends)
+            .map(|(mount, backend)| {
+                let root = backend.root_fd().try_clone_to_owned().ok();
+                Rules::new(mount.rules.clone(), root)
+            })
             .collect();
         let served = mounts.servers(|backend, index, name| {
             // Rules first, so the audit line of a refusal names the rule that decided.

@@ -14,9 +14,10 @@
 //!   is judged where it is, even through an FD held across the rename; a file whose place
 //!   cannot be told (moved out of the share, unlinked) is refused;
 //! * a rename or hard link is checked at both paths, and refused outright when the source
-//!   is, or may contain, anything a non-`allow` rule covers: the client cannot move a
-//!   restricted file (or a directory that might hold one) out of its rule's reach, nor give
-//!   it a second, unrestricted name;
+//!   is something a non-`allow` rule covers, or a directory whose move could change the
+//!   verdict on something beneath it (a rule like `**/*.log`, which looks only at a file's
+//!   own name, moves with it): the client cannot move a restricted file (or a directory
+//!   that might hold one) out of its rule's reach, nor give it a second, unrestricted name;
 //! * a file any non-`allow` rule may cover is never donated, so every read and write of it
 //!   is an RPC the rules see;
 //! * symlinks are never followed by the gofer: a link's target is walked, and judged, as
@@ -26,8 +27,11 @@
 //! combined), and hard links that already existed on the host (each name is judged as
 //! itself).
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
+
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use lisafs_server::hooks::{Hook, Op, OpClass};
 use lisafs_server::wire::Errno;
@@ -114,6 +118,9 @@ impl Rule {
 #[derive(Debug, Clone)]
 pub struct Rules {
     rules: Arc<[(Rule, Arc<str>)]>,
+    /// The mount's root, to tell whether a renamed path is a directory (which may hold
+    /// restricted files) or not; without it every rename source counts as one.
+    root: Option<Arc<OwnedFd>>,
 }
 
 /// The classes `readonly` refuses.
@@ -122,8 +129,10 @@ fn mutates(class: OpClass) -> bool {
 }
 
 impl Rules {
-    /// The hook for `rules` (validated with [`Rule::validate`]).
-    pub fn new(rules: Vec<Rule>) -> Self {
+    /// The hook for `rules` (validated with [`Rule::validate`]) of the mount whose root is
+    /// `root` (an FD of the share's root, used only to look at the type of a rename's
+    /// source; `None` treats every source as a directory).
+    pub fn new(rules: Vec<Rule>, root: Option<OwnedFd>) -> Self {
         let rules = rules
             .into_iter()
             .enumerate()
@@ -133,7 +142,10 @@ impl Rules {
                 (rule, name)
             })
             .collect();
-        Self { rules }
+        Self {
+            rules,
+            root: root.map(Arc::new),
+        }
     }
 
     /// The first rule that applies to `class` at `path`, and the verdict.
@@ -154,14 +166,54 @@ impl Rules {
         })
     }
 
-    /// Whether a non-`allow` rule covers `path`, or could cover something beneath it.
-    fn restricts(&self, path: &Path) -> bool {
+    /// Whether a non-`allow` rule covers `path` itself (`beneath`: or could cover
+    /// something beneath it).
+    fn restricts(&self, path: &Path, beneath: bool) -> bool {
         let Some(parts) = components(path) else {
             return true;
         };
         self.rules.iter().any(|(rule, _)| {
-            rule.action != Action::Allow && glob_or_beneath(&pattern(&rule.path), &parts)
+            let pattern = pattern(&rule.path);
+            rule.action != Action::Allow
+                && match beneath {
+                    true => glob_or_beneath(&pattern, &parts),
+                    false => glob(&pattern, &parts),
+                }
         })
+    }
+
+    /// Whether moving the directory `from` to `to` could change what the rules say about
+    /// something beneath it: when a non-`allow` rule may cover something beneath `from`,
+    /// and some rule whose verdict depends on where a file is (every rule but `**/NAME`,
+    /// which looks only at a file's own name) reaches beneath `from` or `to`.
+    fn moves_verdicts(&self, from: &Path, to: Option<&Path>) -> bool {
+        let (Some(old), Some(new)) = (components(from), to.and_then(components)) else {
+            return true;
+        };
+        let depends_on_place = self.rules.iter().any(|(rule, _)| {
+            let pattern = pattern(&rule.path);
+            let by_name_only = pattern.len() == 2 && pattern[0] == b"**" && pattern[1] != b"**";
+            !by_name_only && (glob_or_beneath(&pattern, &old) || glob_or_beneath(&pattern, &new))
+        });
+        depends_on_place && self.restricts(from, true)
+    }
+
+    /// Whether `path` (relative to the root) is a directory, looked up without following
+    /// any symlink and without leaving the root; unknown counts as one.
+    fn is_dir(&self, path: &Path) -> bool {
+        let Some(root) = &self.root else {
+            return true;
+        };
+        if path.as_os_str().is_empty() {
+            return true;
+        }
+        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        rustix::fs::openat2(&**root, path, flags, Mode::empty(), how)
+            .and_then(|fd| rustix::fs::fstat(&fd))
+            .map_or(true, |st| {
+                FileType::from_raw_mode(st.st_mode) == FileType::Directory
+            })
     }
 
     fn check(&self, path: Option<&Path>, class: OpClass) -> Result<(), Errno> {
@@ -190,8 +242,15 @@ impl Hook for Rules {
         if op.has_new_path() {
             self.check(op.new_path(), class)?;
             // A rename or a hard link must not carry a restricted file (or a directory
-            // that may hold one) out of its rules' reach.
-            if op.path().is_none_or(|path| self.restricts(path)) {
+            // that may hold one) out of its rules' reach. (A hard link's source is never a
+            // directory.)
+            let restricted = op.path().is_none_or(|path| {
+                self.restricts(path, false)
+                    || (class == OpClass::Rename
+                        && self.moves_verdicts(path, op.new_path())
+                        && self.is_dir(path))
+            });
+            if restricted {
                 return Err(Errno::EACCES);
             }
         }
@@ -210,7 +269,8 @@ impl Hook for Rules {
     }
 
     fn donate(&self, op: &Op<'_>) -> bool {
-        op.path().is_some_and(|path| !self.restricts(path))
+        // Only regular files are asked about: nothing lies beneath them.
+        op.path().is_some_and(|path| !self.restricts(path, false))
     }
 }
 
@@ -297,16 +357,40 @@ mod tests {
 
     #[test]
     fn restriction_reaches_the_directories_that_may_hold_a_match() {
-        let rules = Rules::new(vec![Rule {
-            path: "data/**/key".into(),
+        let rule = |path: &str| Rule {
+            path: path.into(),
             ops: vec![],
             action: Action::Deny,
-        }]);
+        };
+        let rules = Rules::new(vec![rule("data/**/key")], None);
         for path in ["data", "data/x", "data/x/key", ""] {
-            assert!(rules.restricts(Path::new(path)), "{path}");
+            assert!(rules.restricts(Path::new(path), true), "{path}");
         }
-        assert!(!rules.restricts(Path::new("other")));
-        assert!(!rules.restricts(Path::new("other/data")));
+        assert!(rules.restricts(Path::new("data/x/key"), false));
+        assert!(!rules.restricts(Path::new("data/x"), false));
+        assert!(!rules.restricts(Path::new("other"), true));
+        assert!(!rules.restricts(Path::new("other/data"), true));
+        // A "**" rule may match beneath any directory, but no file but its own matches.
+        let logs = Rules::new(vec![rule("**/*.log")], None);
+        assert!(logs.restricts(Path::new("a/b"), true));
+        assert!(!logs.restricts(Path::new("a/b"), false));
+        // ... and moving a directory does not change what it says of its contents, unless
+        // a rule that looks at the place reaches the old or the new one.
+        let (a, b) = (Path::new("a"), Path::new("b"));
+        assert!(!logs.moves_verdicts(a, Some(b)));
+        let mixed = Rules::new(
+            vec![
+                Rule {
+                    action: Action::Allow,
+                    ..rule("pub/**")
+                },
+                rule("**/*.log"),
+            ],
+            None,
+        );
+        assert!(mixed.moves_verdicts(a, Some(Path::new("pub/a"))));
+        assert!(!mixed.moves_verdicts(a, Some(b)));
+        assert!(rules.moves_verdicts(Path::new("data/x"), Some(b)));
     }
 
     #[test]

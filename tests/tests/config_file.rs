@@ -347,6 +347,14 @@ action = "deny"
     let linked = free[0].fd.link_at(&ro[1].fd, "f2");
     assert_eq!(linked.unwrap_err().errno(), Errno::EACCES);
     assert!(!root.join("free/f2").exists());
+    // A directory move that changes no verdict ("**/*.log" looks only at names) is fine;
+    // into the read-only tree it is not.
+    client.rename("free", "free2").unwrap();
+    assert_eq!(
+        client.rename("free2", "ro/x").unwrap_err().errno(),
+        Errno::EACCES
+    );
+    client.rename("free2", "free").unwrap();
     // Elsewhere everything works.
     client.write("free/ok", b"fine").unwrap();
     client
