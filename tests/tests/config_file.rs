@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use lisafs_client::Client;
 use lisafs_protocol::wire::Errno;
+use lisafs_tests::errno;
 
 const GOFER: &str = env!("CARGO_BIN_EXE_test-gofer");
 
@@ -168,13 +169,13 @@ unmapped = "deny"
     assert_eq!(made.fd.fstat().unwrap().gid, 50);
     // IDs outside the ranges: refused going in, overflow coming out.
     let refused = client.root().mkdir_at("e", 0o755, owner(70_000, 0));
-    assert_eq!(refused.unwrap_err().errno(), Errno::EPERM);
+    assert_eq!(errno(refused), Errno::EPERM);
     assert!(!root.join("e").exists());
     let chown = SetStat {
         uid: Some(65_536),
         ..SetStat::default()
     };
-    assert_eq!(made.fd.set_stat(&chown).unwrap_err().errno(), Errno::EPERM);
+    assert_eq!(errno(made.fd.set_stat(&chown)), Errno::EPERM);
     let (_, inodes) = client.root().walk(&["host-root-file"]).unwrap();
     assert_eq!((inodes[0].stat.uid, inodes[0].stat.gid), (65_534, 65_534));
 }
@@ -210,10 +211,7 @@ socket = "{dir}/s"
     let mut gofer = start(&config);
     let client = connect(&dir.path().join("s"));
     client.create_dir("d", 0o755).unwrap();
-    assert_eq!(
-        client.create_dir("d", 0o755).unwrap_err().errno(),
-        Errno::EEXIST
-    );
+    assert_eq!(errno(client.create_dir("d", 0o755)), Errno::EEXIST);
     client.rename("d", "e").unwrap();
     drop(client);
     assert_eq!(stop(&mut gofer), Some(0));
@@ -295,7 +293,6 @@ action = "deny"
     .unwrap();
     let _gofer = start(&config);
     let client = connect(&dir.path().join("s"));
-    let errno = |result: lisafs_client::Result<Vec<u8>>| result.unwrap_err().errno();
     // hide: absent to walks, listings and creates; a symlink into it leads nowhere.
     assert_eq!(errno(client.read("secrets/key")), Errno::ENOENT);
     let names: Vec<_> = client
@@ -309,51 +306,27 @@ action = "deny"
         "{names:?}"
     );
     assert_eq!(errno(client.read("link")), Errno::ENOENT);
-    assert_eq!(
-        client.write("secrets/new", b"x").unwrap_err().errno(),
-        Errno::ENOENT
-    );
+    assert_eq!(errno(client.write("secrets/new", b"x")), Errno::ENOENT);
     // readonly: reads pass, every change is refused.
     assert_eq!(client.read("ro/f").unwrap(), b"ro");
-    assert_eq!(
-        client.write("ro/f", b"x").unwrap_err().errno(),
-        Errno::EACCES
-    );
-    assert_eq!(
-        client.write("ro/new", b"x").unwrap_err().errno(),
-        Errno::EACCES
-    );
-    assert_eq!(
-        client.remove_file("ro/f").unwrap_err().errno(),
-        Errno::EACCES
-    );
+    assert_eq!(errno(client.write("ro/f", b"x")), Errno::EACCES);
+    assert_eq!(errno(client.write("ro/new", b"x")), Errno::EACCES);
+    assert_eq!(errno(client.remove_file("ro/f")), Errno::EACCES);
     // deny by class: a log can be read, not written or removed.
     assert_eq!(client.read("app.log").unwrap(), b"log");
-    assert_eq!(
-        client.write("app.log", b"x").unwrap_err().errno(),
-        Errno::EACCES
-    );
-    assert_eq!(
-        client.remove_file("app.log").unwrap_err().errno(),
-        Errno::EACCES
-    );
+    assert_eq!(errno(client.write("app.log", b"x")), Errno::EACCES);
+    assert_eq!(errno(client.remove_file("app.log")), Errno::EACCES);
     // Bypasses: moving the restricted tree, or linking a restricted file to a free name.
-    assert_eq!(
-        client.rename("ro", "free/ro").unwrap_err().errno(),
-        Errno::EACCES
-    );
+    assert_eq!(errno(client.rename("ro", "free/ro")), Errno::EACCES);
     let (_, ro) = client.root().walk(&["ro", "f"]).unwrap();
     let (_, free) = client.root().walk(&["free"]).unwrap();
     let linked = free[0].fd.link_at(&ro[1].fd, "f2");
-    assert_eq!(linked.unwrap_err().errno(), Errno::EACCES);
+    assert_eq!(errno(linked), Errno::EACCES);
     assert!(!root.join("free/f2").exists());
     // A directory move that changes no verdict ("**/*.log" looks only at names) is fine;
     // into the read-only tree it is not.
     client.rename("free", "free2").unwrap();
-    assert_eq!(
-        client.rename("free2", "ro/x").unwrap_err().errno(),
-        Errno::EACCES
-    );
+    assert_eq!(errno(client.rename("free2", "ro/x")), Errno::EACCES);
     client.rename("free2", "free").unwrap();
     // Elsewhere everything works.
     client.write("free/ok", b"fine").unwrap();
