@@ -2,13 +2,11 @@
 
 #[cfg(feature = "cli")]
 use std::path::PathBuf;
-#[cfg(feature = "cli")]
-use std::time::Duration;
 
 #[cfg(feature = "cli")]
 use clap::{ArgGroup, Parser, ValueEnum};
 #[cfg(feature = "cli")]
-use lisafs_server::{ServerOptions, SpinPolicy};
+use lisafs_server::ServerOptions;
 
 #[cfg(feature = "cli")]
 use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
@@ -289,20 +287,6 @@ impl Config {
             mknod: MknodKinds::from_list(&self.mknod),
         }
     }
-
-    /// The server's options.
-    pub fn server_options(&self) -> ServerOptions {
-        ServerOptions {
-            readonly: self.readonly,
-            max_fds: self.max_fds.unwrap_or(ServerOptions::default().max_fds),
-            max_channels: self.max_channels,
-            metrics: self.metrics_socket.is_some(),
-            ids: None,
-            spin: SpinPolicy {
-                max_spin: Duration::from_micros(self.spin_us),
-            },
-        }
-    }
 }
 
 #[cfg(all(test, feature = "cli"))]
@@ -324,11 +308,8 @@ mod tests {
     fn defaults_are_the_strict_policy() {
         let config = parse(&["--root", "/srv", "--socket", "/run/g.sock"]).unwrap();
         assert_eq!(config.host_options(), HostOptions::default());
-        assert!(!config.server_options().readonly);
-        assert_eq!(
-            config.server_options().max_fds,
-            ServerOptions::default().max_fds
-        );
+        assert!(!config.readonly);
+        assert_eq!(config.max_fds, None);
         assert_eq!(config.log_level, LogLevel::Info);
     }
 
@@ -374,8 +355,8 @@ mod tests {
         };
         assert_eq!(config.host_options(), expected);
         assert_eq!(config.fd, Some(3));
-        assert!(config.server_options().readonly);
-        assert_eq!(config.server_options().max_fds, 7);
+        assert!(config.readonly);
+        assert_eq!(config.max_fds, Some(7));
         assert_eq!(config.log_level.level(), tracing::Level::DEBUG);
     }
 
