@@ -250,8 +250,16 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         max_fds,
         metrics,
     };
-    let any_rules = plan.mounts.iter().any(|mount| !mount.rules.is_empty());
-    let serving = if audit.is_none() && !any_rules {
+    let rules: Vec<_> = plan
+        .mounts
+        .iter()
+        .zip(&mounts.backends)
+        .map(|(mount, backend)| {
+            let root = backend.root_fd().try_clone_to_owned().ok();
+            Rules::new(mount.rules.clone(), root).donating(mount.donate)
+        })
+        .collect();
+    let serving = if audit.is_none() && !rules.iter().any(Rules::is_active) {
         // No policy: the backend as it is, without the hook layer's indirection.
         serve::serve(mounts.servers(|backend, _, _| backend), signals, || {
             readiness.ready();
@@ -262,15 +270,6 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
                 reason: format!("the audit thread: {}", os_reason(&err)),
             })?;
         }
-        let rules: Vec<_> = plan
-            .mounts
-            .iter()
-            .zip(&mounts.backends)
-            .map(|(mount, backend)| {
-                let root = backend.root_fd().try_clone_to_owned().ok();
-                Rules::new(mount.rules.clone(), root)
-            })
-            .collect();
         let served = mounts.servers(|backend, index, name| {
             // Rules first, so the audit line of a refusal names the rule that decided.
             let hook: Box<dyn Hook> = match &audit {

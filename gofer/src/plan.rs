@@ -76,6 +76,9 @@ pub struct MountPlan {
     pub ids: Option<IdMap>,
     /// Path rules, first match wins.
     pub rules: Vec<Rule>,
+    /// Whether opened files' host FDs may be given to the client (`donate = false`: every
+    /// read and write is an RPC the gofer sees, and the rules and audit log with it).
+    pub donate: bool,
 }
 
 impl MountPlan {
@@ -147,6 +150,7 @@ impl Plan {
                 spin_us: config.spin_us,
                 ids: None,
                 rules: Vec::new(),
+                donate: true,
             }],
         }
     }
@@ -319,6 +323,7 @@ struct MountConfig {
     fd: Option<i32>,
     #[serde(default)]
     readonly: bool,
+    donate: Option<bool>,
     #[serde(default)]
     donate_mount_fd: bool,
     host_uds: Option<Spanned<String>>,
@@ -482,6 +487,7 @@ impl MountConfig {
                 .max_channels
                 .unwrap_or(ServerOptions::default().max_channels),
             spin_us: spin_us.unwrap_or(DEFAULT_SPIN_US),
+            donate: self.donate.unwrap_or(true),
             rules: {
                 let rules = self
                     .rule
@@ -582,6 +588,7 @@ impl fmt::Display for Plan {
             .filter_map(|(on, kind)| on.then_some(kind))
             .collect();
             writeln!(out, "readonly = {}", mount.readonly)?;
+            writeln!(out, "donate = {}", mount.donate)?;
             writeln!(out, "donate_mount_fd = {}", host.donate_mount_fd)?;
             writeln!(out, "host_uds = {uds:?}")?;
             writeln!(

@@ -121,6 +121,9 @@ pub struct Rules {
     /// The mount's root, to tell whether a renamed path is a directory (which may hold
     /// restricted files) or not; without it every rename source counts as one.
     root: Option<Arc<OwnedFd>>,
+    /// Whether opened files may be donated at all (`donate = false`: every read and write
+    /// is an RPC the gofer sees).
+    donate: bool,
 }
 
 /// The classes `readonly` refuses.
@@ -145,7 +148,20 @@ impl Rules {
         Self {
             rules,
             root: root.map(Arc::new),
+            donate: true,
         }
+    }
+
+    /// The same rules, with donation of opened files allowed (where no rule restricts
+    /// the file) or never.
+    pub fn donating(mut self, donate: bool) -> Self {
+        self.donate = donate;
+        self
+    }
+
+    /// Whether the hook changes anything: some rule, or donation withheld.
+    pub fn is_active(&self) -> bool {
+        !self.rules.is_empty() || !self.donate
     }
 
     /// The first rule that applies to `class` at `path`, and the verdict.
@@ -270,7 +286,7 @@ impl Hook for Rules {
 
     fn donate(&self, op: &Op<'_>) -> bool {
         // Only regular files are asked about: nothing lies beneath them.
-        op.path().is_some_and(|path| !self.restricts(path, false))
+        self.donate && op.path().is_some_and(|path| !self.restricts(path, false))
     }
 }
 

@@ -82,6 +82,7 @@ name = "ro"
 root = "{ro}"
 socket = "{dir}/ro.sock"
 readonly = true
+donate = false
 "#,
                 data = data.display(),
                 ro = ro.display(),
@@ -97,6 +98,17 @@ readonly = true
         let refused = ro_client.write("new", b"x").unwrap_err();
         assert_eq!(refused.errno(), Errno::EROFS, "{sandbox}");
         assert!(!ro.join("new").exists());
+        // `donate = false`: an opened file's host FD stays in the gofer.
+        data_client.write("mine", b"m").unwrap();
+        let open = |client: &Client, name: &str| {
+            let (_, found) = client.root().walk(&[name]).unwrap();
+            found[0].fd.open_at(lisafs_client::O_RDONLY).unwrap()
+        };
+        assert!(open(&data_client, "mine").host_fd.is_some(), "{sandbox}");
+        assert!(
+            open(&ro_client, "only-in-ro").host_fd.is_none(),
+            "{sandbox}"
+        );
         // Each connection sees its own root only.
         assert_eq!(ro_client.read("only-in-ro").unwrap(), b"ro");
         let err = data_client.read("only-in-ro").unwrap_err();
