@@ -11,8 +11,9 @@
 //! Why it cannot be bypassed:
 //!
 //! * paths are current ([`Op::path`]): a file renamed (by the client or a host process)
-//!   is judged where it is, even through an FD held across the rename; a file whose place
-//!   cannot be told (moved out of the share, unlinked) is refused;
+//!   is judged where it is, even through an FD held across the rename; a file with no
+//!   place in the share (unlinked, or moved out by the host) keeps only its I/O and stat,
+//!   as a donated FD would;
 //! * a rename or hard link is checked at both paths, and refused outright when the source
 //!   is something a non-`allow` rule covers, or a directory whose move could change the
 //!   verdict on something beneath it (a rule like `**/*.log`, which looks only at a file's
@@ -233,9 +234,15 @@ impl Rules {
     }
 
     fn check(&self, path: Option<&Path>, class: OpClass) -> Result<(), Errno> {
-        // A file whose place cannot be told is not judged as if it were allowed.
+        // A file with no place in the share: unlinked (open, unlink, go on using it, as
+        // programs do), or moved out by the host. Its I/O and attributes go on as on a
+        // donated FD (it was judged when opened, and no rule names a file outside the
+        // share); anything that would change the tree through it is refused.
         let Some(path) = path else {
-            return Err(Errno::EACCES);
+            return match class {
+                OpClass::Stat | OpClass::Read | OpClass::Write => Ok(()),
+                _ => Err(Errno::EACCES),
+            };
         };
         match self.decide(path, class) {
             Some((name, Err(errno))) => {

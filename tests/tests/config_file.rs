@@ -287,6 +287,7 @@ log_level = "error"
 name = "data"
 root = "{root}"
 socket = "{dir}/s"
+donate = false
 [[mount.rule]]
 path = "secrets/**"
 action = "hide"
@@ -340,8 +341,16 @@ action = "deny"
     client.rename("free", "free2").unwrap();
     assert_eq!(errno(client.rename("free2", "ro/x")), Errno::EACCES);
     client.rename("free2", "free").unwrap();
-    // Elsewhere everything works.
+    // Elsewhere everything works, an unlinked file's I/O (over RPCs here) included.
     client.write("free/ok", b"fine").unwrap();
+    client.write("free/tmp", b"t").unwrap();
+    let tmp = client.open("free/tmp", lisafs_client::O_RDWR).unwrap();
+    client.remove_file("free/tmp").unwrap();
+    assert!(tmp.host_fd().is_none());
+    assert_eq!(tmp.write_at(b"still", 0).unwrap(), 5);
+    let mut back = [0u8; 5];
+    assert_eq!(tmp.read_at(&mut back, 0).unwrap(), 5);
+    assert_eq!(&back, b"still");
     client
         .root()
         .mkdir_at("newdir", 0o755, Owner::UNSET)
