@@ -118,13 +118,21 @@ impl Rule {
 /// The rules of one mount, as a [`Hook`].
 #[derive(Debug, Clone)]
 pub struct Rules {
-    rules: Arc<[(Rule, Arc<str>)]>,
+    rules: Arc<[Compiled]>,
     /// The mount's root, to tell whether a renamed path is a directory (which may hold
     /// restricted files) or not; without it every rename source counts as one.
     root: Option<Arc<OwnedFd>>,
     /// Whether opened files may be donated at all (`donate = false`: every read and write
     /// is an RPC the gofer sees).
     donate: bool,
+}
+
+/// A rule, its name in logs and the audit log, and its glob split into components once.
+#[derive(Debug)]
+struct Compiled {
+    rule: Rule,
+    name: Arc<str>,
+    pattern: Vec<Box<[u8]>>,
 }
 
 /// The classes `readonly` refuses.
@@ -141,9 +149,12 @@ impl Rules {
             .into_iter()
             .enumerate()
             .map(|(i, rule)| {
-                let name: Arc<str> =
-                    format!("rule {} ({} {})", i + 1, rule.action.name(), rule.path).into();
-                (rule, name)
+                let name = format!("rule {} ({} {})", i + 1, rule.action.name(), rule.path);
+                Compiled {
+                    pattern: pattern(&rule.path),
+                    name: name.into(),
+                    rule,
+                }
             })
             .collect();
         Self {
@@ -168,19 +179,25 @@ impl Rules {
     /// The first rule that applies to `class` at `path`, and the verdict.
     fn decide(&self, path: &Path, class: OpClass) -> Option<(&Arc<str>, Result<(), Errno>)> {
         let parts = components(path)?;
-        self.rules.iter().find_map(|(rule, name)| {
-            if !rule.covers(class) || !glob(&pattern(&rule.path), &parts) {
-                return None;
-            }
-            let verdict = match rule.action {
-                Action::Allow => Ok(()),
-                Action::Deny => Err(Errno::EACCES),
-                Action::ReadOnly if mutates(class) => Err(Errno::EACCES),
-                Action::ReadOnly => Ok(()),
-                Action::Hide => Err(Errno::ENOENT),
-            };
-            Some((name, verdict))
-        })
+        self.rules.iter().find_map(
+            |Compiled {
+                 rule,
+                 name,
+                 pattern,
+             }| {
+                if !rule.covers(class) || !glob(pattern, &parts) {
+                    return None;
+                }
+                let verdict = match rule.action {
+                    Action::Allow => Ok(()),
+                    Action::Deny => Err(Errno::EACCES),
+                    Action::ReadOnly if mutates(class) => Err(Errno::EACCES),
+                    Action::ReadOnly => Ok(()),
+                    Action::Hide => Err(Errno::ENOENT),
+                };
+                Some((name, verdict))
+            },
+        )
     }
 
     /// Whether a non-`allow` rule covers `path` itself (`beneath`: or could cover
@@ -189,12 +206,11 @@ impl Rules {
         let Some(parts) = components(path) else {
             return true;
         };
-        self.rules.iter().any(|(rule, _)| {
-            let pattern = pattern(&rule.path);
+        self.rules.iter().any(|Compiled { rule, pattern, .. }| {
             rule.action != Action::Allow
                 && match beneath {
-                    true => glob_or_beneath(&pattern, &parts),
-                    false => glob(&pattern, &parts),
+                    true => glob_or_beneath(pattern, &parts),
+                    false => glob(pattern, &parts),
                 }
         })
     }
@@ -207,10 +223,9 @@ impl Rules {
         let (Some(old), Some(new)) = (components(from), to.and_then(components)) else {
             return true;
         };
-        let depends_on_place = self.rules.iter().any(|(rule, _)| {
-            let pattern = pattern(&rule.path);
-            let by_name_only = pattern.len() == 2 && pattern[0] == b"**" && pattern[1] != b"**";
-            !by_name_only && (glob_or_beneath(&pattern, &old) || glob_or_beneath(&pattern, &new))
+        let depends_on_place = self.rules.iter().any(|Compiled { pattern, .. }| {
+            let by_name_only = pattern.len() == 2 && *pattern[0] == *b"**" && *pattern[1] != *b"**";
+            !by_name_only && (glob_or_beneath(pattern, &old) || glob_or_beneath(pattern, &new))
         });
         depends_on_place && self.restricts(from, true)
     }
@@ -308,38 +323,38 @@ fn components(path: &Path) -> Option<Vec<&[u8]>> {
         .collect()
 }
 
-fn pattern(glob: &str) -> Vec<&[u8]> {
-    glob.split('/').map(str::as_bytes).collect()
+fn pattern(glob: &str) -> Vec<Box<[u8]>> {
+    glob.split('/').map(|part| part.as_bytes().into()).collect()
 }
 
 /// Whether `pattern` matches the components `path` exactly.
-fn glob(pattern: &[&[u8]], path: &[&[u8]]) -> bool {
-    match (pattern.split_first(), path.split_first()) {
-        (None, None) => true,
-        (Some((&b"**", rest)), _) => {
-            glob(rest, path)
-                || path
-                    .split_first()
-                    .is_some_and(|(_, tail)| glob(pattern, tail))
-        }
-        (Some((part, rest)), Some((name, tail))) => component(part, name) && glob(rest, tail),
-        _ => false,
+fn glob(pattern: &[Box<[u8]>], path: &[&[u8]]) -> bool {
+    let Some((part, rest)) = pattern.split_first() else {
+        return path.is_empty();
+    };
+    if **part == *b"**" {
+        return glob(rest, path)
+            || path
+                .split_first()
+                .is_some_and(|(_, tail)| glob(pattern, tail));
     }
+    path.split_first()
+        .is_some_and(|(name, tail)| component(part, name) && glob(rest, tail))
 }
 
 /// Whether `pattern` matches `path` or some path beneath it.
-fn glob_or_beneath(pattern: &[&[u8]], path: &[&[u8]]) -> bool {
-    match (pattern.split_first(), path.split_first()) {
-        // The path is used up: something beneath it can match what is left.
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some((&b"**", rest)), Some((_, tail))) => {
-            glob_or_beneath(rest, path) || glob_or_beneath(pattern, tail)
-        }
-        (Some((part, rest)), Some((name, tail))) => {
-            component(part, name) && glob_or_beneath(rest, tail)
-        }
+fn glob_or_beneath(pattern: &[Box<[u8]>], path: &[&[u8]]) -> bool {
+    // The path is used up: something beneath it can match what is left.
+    let Some((name, tail)) = path.split_first() else {
+        return true;
+    };
+    let Some((part, rest)) = pattern.split_first() else {
+        return false;
+    };
+    if **part == *b"**" {
+        return glob_or_beneath(rest, path) || glob_or_beneath(pattern, tail);
     }
+    component(part, name) && glob_or_beneath(rest, tail)
 }
 
 /// Whether one component `name` matches `part` (`*` any run, `?` one byte).
