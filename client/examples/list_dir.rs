@@ -66,17 +66,7 @@ fn list_dir(socket: &Path, dir: &Path) -> Result<()> {
 
 /// `ls -l`-style mode text, e.g. `drwxr-xr-x` (set-ID and sticky bits left out).
 fn mode_string(mode: u16) -> String {
-    let kind = match FileType::from_mode(mode) {
-        FileType::Regular => '-',
-        FileType::Directory => 'd',
-        FileType::Symlink => 'l',
-        FileType::Socket => 's',
-        FileType::Fifo => 'p',
-        FileType::CharDevice => 'c',
-        FileType::BlockDevice => 'b',
-        FileType::Unknown => '?',
-    };
-    let mut out = String::from(kind);
+    let mut out = String::from(FileType::from_mode(mode).ls_char());
     for shift in [6, 3, 0] {
         let bits = (mode >> shift) & 0o7;
         out.push(if bits & 0o4 != 0 { 'r' } else { '-' });

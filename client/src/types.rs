@@ -142,6 +142,20 @@ impl FileType {
         }
     }
 
+    /// The letter `ls -l` shows for it: `-`, `d`, `l`, `s`, `p`, `c`, `b`, or `?`.
+    pub fn ls_char(self) -> char {
+        match self {
+            Self::Regular => '-',
+            Self::Directory => 'd',
+            Self::Symlink => 'l',
+            Self::Socket => 's',
+            Self::Fifo => 'p',
+            Self::CharDevice => 'c',
+            Self::BlockDevice => 'b',
+            Self::Unknown => '?',
+        }
+    }
+
     /// From a directory entry's `DT_*` value.
     pub fn from_dirent_type(d_type: u8) -> Self {
         match d_type {

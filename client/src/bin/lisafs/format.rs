@@ -7,17 +7,7 @@ use lisafs_client::FileType;
 
 /// `ls -l`-style mode text, e.g. `drwxr-xr-x`.
 pub(crate) fn mode_string(mode: u16) -> String {
-    let kind = match FileType::from_mode(mode) {
-        FileType::Regular => '-',
-        FileType::Directory => 'd',
-        FileType::Symlink => 'l',
-        FileType::Socket => 's',
-        FileType::Fifo => 'p',
-        FileType::CharDevice => 'c',
-        FileType::BlockDevice => 'b',
-        FileType::Unknown => '?',
-    };
-    let mut out = String::from(kind);
+    let mut out = String::from(FileType::from_mode(mode).ls_char());
     // (read bit, write bit, execute bit, special bit, char if special+exec, if special only)
     let triads = [
         (0o400, 0o200, 0o100, 0o4000, 's', 'S'),
