@@ -332,3 +332,33 @@ pub fn getdents(client: &Client) {
         assert_eq!((d.dev_major, d.dev_minor), (stat.dev_major, stat.dev_minor));
     }
 }
+
+/// Runs every test in [`TESTS`] against a [`HostBackend`](lisafs_gofer::host::HostBackend)
+/// served in this process over a socket pair, each on a fresh empty directory, with the
+/// backend as `wrap` makes it (hooks around it, say). Panics, naming the test, if one fails
+/// or the server thread panics.
+pub fn run_in_process<B: lisafs_server::Backend>(
+    wrap: impl Fn(lisafs_gofer::host::HostBackend) -> B,
+) {
+    use lisafs_gofer::host::{HostBackend, HostOptions};
+    use lisafs_protocol::transport::socket::FramedSocket;
+    use lisafs_server::{Server, ServerOptions};
+
+    for (name, test) in TESTS {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let options = HostOptions {
+            uds_create: true,
+            ..HostOptions::default()
+        };
+        let backend = HostBackend::new(dir.path(), options).expect("host backend");
+        let server = Server::new(wrap(backend), ServerOptions::default());
+        let (client_end, server_end) = FramedSocket::pair().expect("socket pair");
+        let serving = server.spawn(server_end).expect("server thread");
+        let client = Client::from_fd(client_end.into_inner()).expect("mount");
+        test(&client);
+        drop(client);
+        serving
+            .join()
+            .unwrap_or_else(|_| panic!("{name}: the server thread panicked"));
+    }
+}

@@ -452,22 +452,7 @@ fn a_deferred_after_hook_has_seen_everything_once_the_server_is_gone() {
 
 #[test]
 fn every_conformance_test_passes_through_a_no_op_hook() {
-    for (name, test) in lisafs_tests::conformance::TESTS {
-        let dir = tempfile::tempdir().unwrap();
-        let options = HostOptions {
-            uds_create: true,
-            ..HostOptions::default()
-        };
-        let backend = HostBackend::new(dir.path(), options).unwrap();
-        let hooked = Hooked::new(backend, lisafs_server::hooks::NoHook);
-        let server = Server::new(hooked, ServerOptions::default());
-        let (client_end, server_end) = FramedSocket::pair().unwrap();
-        let serving = server.spawn(server_end).unwrap();
-        let client = Client::from_fd(client_end.into_inner()).unwrap();
-        test(&client);
-        drop(client);
-        serving
-            .join()
-            .unwrap_or_else(|_| panic!("{name}: the server thread panicked"));
-    }
+    lisafs_tests::conformance::run_in_process(|backend| {
+        Hooked::new(backend, lisafs_server::hooks::NoHook)
+    });
 }
