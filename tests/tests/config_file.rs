@@ -23,11 +23,13 @@ impl Drop for Running {
     }
 }
 
-/// Starts the gofer on the config file `config`.
-fn start(config: &Path) -> Running {
+/// Writes `config` to `<dir>/gofer.toml` and starts the gofer on it.
+fn start(dir: &Path, config: &str) -> Running {
+    let path = dir.join("gofer.toml");
+    fs::write(&path, config).unwrap();
     let child = Command::new(GOFER)
         .arg("--config")
-        .arg(config)
+        .arg(&path)
         .stdin(Stdio::null())
         .spawn()
         .unwrap();
@@ -64,10 +66,9 @@ fn one_process_serves_every_mount_of_the_file_with_its_own_policy() {
         fs::create_dir(&data).unwrap();
         fs::create_dir(&ro).unwrap();
         fs::write(ro.join("only-in-ro"), b"ro").unwrap();
-        let config = dir.path().join("gofer.toml");
-        fs::write(
-            &config,
-            format!(
+        let mut gofer = start(
+            dir.path(),
+            &format!(
                 r#"
 sandbox = "{sandbox}"
 log_level = "warn"
@@ -88,9 +89,7 @@ donate = false
                 ro = ro.display(),
                 dir = dir.path().display(),
             ),
-        )
-        .unwrap();
-        let mut gofer = start(&config);
+        );
         let data_client = connect(&dir.path().join("data.sock"));
         let ro_client = connect(&dir.path().join("ro.sock"));
         data_client.write("new", b"written").unwrap();
@@ -137,10 +136,9 @@ fn ids_are_translated_both_ways() {
     let root = dir.path().join("root");
     fs::create_dir(&root).unwrap();
     fs::write(root.join("host-root-file"), b"").unwrap();
-    let config = dir.path().join("gofer.toml");
-    fs::write(
-        &config,
-        format!(
+    let _gofer = start(
+        dir.path(),
+        &format!(
             r#"
 log_level = "warn"
 [[mount]]
@@ -155,9 +153,7 @@ unmapped = "deny"
             root = root.display(),
             dir = dir.path().display(),
         ),
-    )
-    .unwrap();
-    let _gofer = start(&config);
+    );
     let client = connect(&dir.path().join("s"));
     let owner = |uid, gid| Owner {
         uid: Uid(uid),
@@ -200,10 +196,9 @@ fn the_audit_log_records_each_mutation() {
     let root = dir.path().join("root");
     fs::create_dir(&root).unwrap();
     let log = dir.path().join("audit.jsonl");
-    let config = dir.path().join("gofer.toml");
-    fs::write(
-        &config,
-        format!(
+    let mut gofer = start(
+        dir.path(),
+        &format!(
             r#"
 log_level = "warn"
 [audit]
@@ -218,9 +213,7 @@ socket = "{dir}/s"
             root = root.display(),
             dir = dir.path().display(),
         ),
-    )
-    .unwrap();
-    let mut gofer = start(&config);
+    );
     let client = connect(&dir.path().join("s"));
     client.create_dir("d", 0o755).unwrap();
     assert_eq!(errno(client.create_dir("d", 0o755)), Errno::EEXIST);
@@ -277,10 +270,9 @@ fn path_rules_hold_against_the_obvious_bypasses() {
     fs::write(root.join("ro/f"), b"ro").unwrap();
     fs::write(root.join("app.log"), b"log").unwrap();
     symlink("secrets/key", root.join("link")).unwrap();
-    let config = dir.path().join("gofer.toml");
-    fs::write(
-        &config,
-        format!(
+    let _gofer = start(
+        dir.path(),
+        &format!(
             r#"
 log_level = "error"
 [[mount]]
@@ -302,9 +294,7 @@ action = "deny"
             root = root.display(),
             dir = dir.path().display(),
         ),
-    )
-    .unwrap();
-    let _gofer = start(&config);
+    );
     let client = connect(&dir.path().join("s"));
     // hide: absent to walks, listings and creates; a symlink into it leads nowhere.
     assert_eq!(errno(client.read("secrets/key")), Errno::ENOENT);
