@@ -39,7 +39,8 @@
 //! The request's thread builds the line (paths are computed then, where the request
 //! happens) and puts it on a bounded queue ([`AuditOptions::queue`] lines); the writer
 //! thread takes them off in batches. When the queue is full, [`OnFull::Drop`] loses the
-//! line and counts it ([`Audit::dropped`], and a warning at most every ten seconds),
+//! line and counts it ([`Audit::dropped`], exported by the gofer as the metric
+//! `lisafs_audit_dropped_total`, and a warning at most every ten seconds),
 //! so a slow disk never slows a request; [`OnFull::Block`] makes the request wait for
 //! room, for operators who must not lose a line. A line the file refuses (`ENOSPC`, `EIO`)
 //! is lost and counted in either mode.
@@ -258,6 +259,13 @@ impl Audit {
     /// file.
     pub fn dropped(&self) -> u64 {
         self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A reader of [`Audit::dropped`] that outlives this value (for the metrics
+    /// endpoint's `lisafs_audit_dropped_total`).
+    pub fn dropped_counter(&self) -> impl Fn() -> u64 + Send + Sync + 'static {
+        let shared = Arc::clone(&self.shared);
+        move || shared.dropped.load(Ordering::Relaxed)
     }
 
     /// A handle that moves the log to another file.

@@ -250,6 +250,13 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
     restrict_process(&plan, &backends, &mut layers)?;
     tracing::info!(confinement = layers.join("; "), "confined");
     let metrics = plan.metrics().then(|| Arc::new(Metrics::default()));
+    if let (Some(metrics), Some(audit)) = (&metrics, &audit) {
+        metrics.add_counter(
+            "lisafs_audit_dropped",
+            "Audit log lines lost: dropped from a full queue, or refused by the file.",
+            audit.dropped_counter(),
+        );
+    }
     if let (Some(listener), Some(metrics)) = (metrics_listener, &metrics) {
         crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
             StartError::Serve {
