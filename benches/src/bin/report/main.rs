@@ -276,7 +276,7 @@ fn report(args: &Args) -> Result<(), BoxError> {
     };
 
     let hooks = match args.wants("hooks") {
-        true => hooks::measure(&root, defaults, &budget)?,
+        true => hooks::measure(&root, scratch.path(), defaults, &budget)?,
         false => Vec::new(),
     };
 
