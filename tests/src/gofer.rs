@@ -32,6 +32,42 @@ impl Gofer {
     /// [`Gofer::start`], with `setup` run on the root before the gofer starts (to mount
     /// something inside it, say).
     pub fn start_after(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
+        let (dir, root, socket) = Self::prepare();
+        setup(&root);
+        let mut command = Command::new(binary);
+        command
+            .arg("--root")
+            .arg(&root)
+            .arg("--socket")
+            .arg(&socket)
+            // Tests read the gofer's warnings, not its start-up chatter.
+            .args(["--log-level", "warn"])
+            .args(extra);
+        Self::spawn(command, dir, socket)
+    }
+
+    /// Starts `binary` with `--config`: one mount of the root on the socket, with
+    /// `mount_tail` (more keys and `[[mount.rule]]` tables) after its `root` and
+    /// `socket`, and `top` (say an `[audit]` table, which may name files in `{dir}`, the
+    /// directory holding the root) before it.
+    pub fn start_config(binary: &str, top: &str, mount_tail: &str) -> Self {
+        let (dir, root, socket) = Self::prepare();
+        let config = dir.path().join("gofer.toml");
+        let text = format!(
+            "log_level = \"warn\"\n{top}\n[[mount]]\nname = \"test\"\nroot = \"{root}\"\n\
+             socket = \"{socket}\"\n{mount_tail}\n",
+            top = top.replace("{dir}", &dir.path().display().to_string()),
+            root = root.display(),
+            socket = socket.display(),
+        );
+        fs::write(&config, text).expect("config file");
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(&config);
+        Self::spawn(command, dir, socket)
+    }
+
+    /// A temporary directory with an empty root and the canary; the socket's path.
+    fn prepare() -> (TempDir, PathBuf, PathBuf) {
         let dir = tempfile::Builder::new()
             .prefix("lt")
             .tempdir_in("/tmp")
@@ -41,16 +77,12 @@ impl Gofer {
         fs::create_dir(&root).expect("root dir");
         fs::create_dir(&out).expect("canary dir");
         fs::write(out.join("secret"), b"canary").expect("canary file");
-        setup(&root);
         let socket = dir.path().join("s");
-        let child = Command::new(binary)
-            .arg("--root")
-            .arg(&root)
-            .arg("--socket")
-            .arg(&socket)
-            // Tests read the gofer's warnings, not its start-up chatter.
-            .args(["--log-level", "warn"])
-            .args(extra)
+        (dir, root, socket)
+    }
+
+    fn spawn(mut command: Command, dir: TempDir, socket: PathBuf) -> Self {
+        let child = command
             .stdin(Stdio::null())
             .spawn()
             .expect("start the gofer");
