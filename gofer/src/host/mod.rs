@@ -244,6 +244,10 @@ impl Backend for HostBackend {
         Ok(Node { file, stat })
     }
 
+    fn stat_at(&self, dir: &HostFile, name: Name<'_>) -> BResult<Statx> {
+        self.resolver.stat_child(dir, name.as_bytes())
+    }
+
     fn open(&self, file: &HostFile, flags: OpenFlags) -> BResult<Opened<HostOpen>> {
         io::open(self, file, flags)
     }
