@@ -151,6 +151,8 @@ impl HostBackend {
         options: HostOptions,
     ) -> std::io::Result<Self> {
         rustix::process::umask(Mode::empty());
+        // Read now: the serving seccomp filter has no getuid family.
+        creds::own_ids();
         let (root, _) = HostFile::from_opath(root).map_err(std::io::Error::from)?;
         if root.kind() != FileKind::Directory {
             return Err(std::io::Error::from_raw_os_error(libc::ENOTDIR));
