@@ -28,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod limits;
+pub mod memory;
 pub mod metrics_endpoint;
 #[cfg(feature = "cli")]
 pub mod plan;
