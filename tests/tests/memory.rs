@@ -593,6 +593,7 @@ fn populate_from_copies_a_host_tree() {
     std::fs::write(p.join("sub/data"), b"hello").expect("write");
     std::fs::hard_link(p.join("sub/data"), p.join("hard")).expect("link");
     std::os::unix::fs::symlink("/etc/passwd", p.join("escape")).expect("symlink");
+    std::os::unix::fs::symlink("/", p.join("sub/up")).expect("symlink");
     rustix::fs::mknodat(
         rustix::fs::CWD,
         p.join("fifo"),
@@ -637,6 +638,13 @@ fn populate_from_copies_a_host_tree() {
     assert_eq!(&buf, b"hello");
     let escape = root.walk(&["escape"]).expect("walk").1.remove(0);
     assert_eq!(escape.fd.readlink_at().expect("readlink"), b"/etc/passwd");
+    // A symlink to a host directory is a link, its target's contents not copied.
+    let sub = root.walk(&["sub"]).expect("walk").1.remove(0);
+    assert_eq!(stat_of(&sub.fd, "up").mode & S_IFMT, S_IFLNK);
+    assert_eq!(
+        names(&list(&sub.fd, 4096)),
+        ["data", "up"].map(String::from).into()
+    );
     let fifo = stat_of(root, "fifo");
     assert_eq!((fifo.mode & S_IFMT, fifo.mode & 0o777), (S_IFIFO, 0o640));
     // Changes stay in memory.
