@@ -55,6 +55,7 @@ pub(super) fn set_stat(inode: &Inode, req: &SetStatReq) -> BResult<SetStatResp> 
         if let Some(gid) = gid {
             meta.gid = gid;
         }
+        meta.kill_setid();
         meta.ctime = now();
     }
     Ok(failures.0)
@@ -76,7 +77,9 @@ fn set_size(inode: &Inode, size: u64) -> BResult<()> {
     match &inode.kind {
         Kind::Regular(regular) => {
             truncate(inode, regular, size)?;
-            inode.meta.lock().ctime = now();
+            let mut meta = inode.meta.lock();
+            meta.kill_setid();
+            meta.ctime = now();
             Ok(())
         }
         Kind::Directory(_) => Err(Errno::EISDIR),

@@ -110,6 +110,23 @@ impl Meta {
         }
     }
 
+    /// What the kernel does to a non-directory on chown, write and truncate by a process
+    /// without `CAP_FSETID` (the gofer, as the host backend's kernel sees it): set-user-ID
+    /// goes, set-group-ID too if group execute is set (otherwise it marks mandatory
+    /// locking, not privilege).
+    pub(super) fn kill_setid(&mut self) {
+        const S_ISUID: u16 = 0o4000;
+        const S_ISGID: u16 = 0o2000;
+        const S_IXGRP: u16 = 0o0010;
+        if self.mode & S_IFMT == S_IFDIR {
+            return;
+        }
+        self.mode &= !S_ISUID;
+        if self.mode & S_IXGRP != 0 {
+            self.mode &= !S_ISGID;
+        }
+    }
+
     /// Bytes the xattrs take (names and values), as charged against the size limit.
     pub(super) fn xattr_bytes(&self) -> u64 {
         self.xattrs

@@ -153,7 +153,11 @@ pub(super) fn write(open: &MemoryOpen, offset: u64, data: &[u8]) -> BResult<usiz
     };
     let actual = regular.size()?;
     settle(usage, &mut charged, actual);
-    Ok(result?)
+    let written = result?;
+    if written > 0 {
+        open.inode.meta.lock().kill_setid();
+    }
+    Ok(written)
 }
 
 /// `FALLOC_FL_KEEP_SIZE`.

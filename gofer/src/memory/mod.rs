@@ -184,6 +184,7 @@ impl Backend for MemoryBackend {
     }
 
     fn walk(&self, dir: &MemoryFile, name: Name<'_>) -> BResult<Node<MemoryFile>> {
+        namespace::check_name(name.as_bytes())?;
         let inode = {
             let entries = dir.inode.dir()?.entries.read();
             Arc::clone(entries.get(name.as_bytes()).ok_or(Errno::ENOENT)?)
