@@ -56,11 +56,11 @@
 //!
 //! # Rotation
 //!
-//! A confined gofer cannot reopen its log by path, so rotate with copy-and-truncate
-//! semantics (logrotate's `copytruncate`): appends go to the end of the file whatever its
-//! size, so after the truncation the log goes on from the start. Only with
-//! [`Rotation::Reopen`] (for `--sandbox none`) does [`Audit::reopen`] (SIGHUP) reopen the
-//! path; otherwise it logs that it does nothing.
+//! On SIGHUP a gofer with a `--config` file opens the file again by its name (a confined
+//! gofer cannot reach it, so its supervising parent opens it and passes it in) and gives
+//! it to the writer ([`AuditSwitch::replace`]): rotate by renaming the file, then SIGHUP.
+//! Copy-and-truncate rotation (logrotate's `copytruncate`) works too, without a signal:
+//! appends go to the end of the file, whatever its size.
 
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
@@ -69,7 +69,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -137,17 +137,6 @@ pub enum OnFull {
     Block,
 }
 
-/// What [`Audit::reopen`] does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Rotation {
-    /// Nothing: the file is rotated by copying and truncating it. The only choice for a
-    /// confined gofer, which cannot reach the path any more.
-    #[default]
-    CopyTruncate,
-    /// Reopens [`AuditTarget::Path`] (only with `--sandbox none`).
-    Reopen,
-}
-
 /// The audit log's configuration.
 #[derive(Debug)]
 pub struct AuditOptions {
@@ -159,20 +148,16 @@ pub struct AuditOptions {
     pub on_full: OnFull,
     /// Lines that may wait for the writer (at least one).
     pub queue: usize,
-    /// What a reopen request does.
-    pub rotation: Rotation,
 }
 
 impl AuditOptions {
-    /// Mutations, dropping when full, a queue of [`DEFAULT_QUEUE`] lines, rotation by
-    /// copy and truncation.
+    /// Mutations, dropping when full, a queue of [`DEFAULT_QUEUE`] lines.
     pub fn new(file: AuditTarget) -> Self {
         Self {
             file,
             ops: AuditOps::default(),
             on_full: OnFull::default(),
             queue: DEFAULT_QUEUE,
-            rotation: Rotation::default(),
         }
     }
 }
@@ -185,10 +170,8 @@ struct Shared {
     dropped: AtomicU64,
     /// When dropping was last warned about.
     warned: Mutex<Option<Instant>>,
-    /// Whether [`Audit::reopen`] reopens the file by its path ([`Rotation::Reopen`]).
-    reopenable: bool,
-    /// Set by [`Audit::reopen`], done by the writer before its next write.
-    reopen: AtomicBool,
+    /// A file to write to from the next batch on ([`AuditSwitch::replace`]).
+    next: Mutex<Option<File>>,
 }
 
 impl Shared {
@@ -221,24 +204,21 @@ impl Audit {
     /// Opens the file and the queue; lines are written once [`Audit::start`] runs. Call it
     /// before confinement: the path cannot be reached after the pivot.
     pub fn open(options: AuditOptions) -> io::Result<Self> {
-        let (out, path) = match options.file {
-            AuditTarget::Path(path) => (Output::File(open_log(&path)?), Some(path)),
-            AuditTarget::Stderr => (Output::Stderr, None),
-            AuditTarget::Fd(fd) => (Output::File(File::from(fd)), None),
+        let out = match options.file {
+            AuditTarget::Path(path) => Output::File(open_log(&path)?),
+            AuditTarget::Stderr => Output::Stderr,
+            AuditTarget::Fd(fd) => Output::File(File::from(fd)),
         };
-        let path = path.filter(|_| options.rotation == Rotation::Reopen);
         let shared = Arc::new(Shared {
             ops: options.ops,
             on_full: options.on_full,
             dropped: AtomicU64::new(0),
             warned: Mutex::new(None),
-            reopenable: path.is_some(),
-            reopen: AtomicBool::new(false),
+            next: Mutex::new(None),
         });
         let (queue, lines) = sync_channel(options.queue.max(1));
         let writer = Writer {
             out,
-            path,
             lines,
             shared: Arc::clone(&shared),
         };
@@ -280,16 +260,20 @@ impl Audit {
         self.shared.dropped.load(Ordering::Relaxed)
     }
 
-    /// Asks the writer to reopen the file by its path before its next write (SIGHUP),
-    /// with [`Rotation::Reopen`]; otherwise logs that the log is rotated by truncation.
-    pub fn reopen(&self) {
-        match self.shared.reopenable {
-            true => self.shared.reopen.store(true, Ordering::Relaxed),
-            false => tracing::info!(
-                "audit log: not reopened (rotate it by copying and truncating: the gofer \
-                 appends to the same file)"
-            ),
-        }
+    /// A handle that moves the log to another file.
+    pub fn switch(&self) -> AuditSwitch {
+        AuditSwitch(Arc::clone(&self.shared))
+    }
+}
+
+/// Moves an [`Audit`] log to another file (the same path, opened again after a rotation).
+#[derive(Debug, Clone)]
+pub struct AuditSwitch(Arc<Shared>);
+
+impl AuditSwitch {
+    /// Lines from the writer's next batch on go to `file`; the old file is closed then.
+    pub fn replace(&self, file: File) {
+        *self.0.next.lock() = Some(file);
     }
 }
 
@@ -373,8 +357,6 @@ impl Output {
 #[derive(Debug)]
 struct Writer {
     out: Output,
-    /// The file's path, kept only to reopen it ([`Rotation::Reopen`]).
-    path: Option<PathBuf>,
     lines: Receiver<String>,
     shared: Arc<Shared>,
 }
@@ -394,37 +376,27 @@ impl Writer {
                 batch.push_str(&line);
                 count += 1;
             }
-            if self.shared.reopen.swap(false, Ordering::Relaxed) {
-                self.reopen();
+            if let Some(file) = self.shared.next.lock().take() {
+                self.out = Output::File(file);
+                tracing::info!("audit log: writing to the reopened file");
             }
             if let Err(err) = self.out.write_all(batch.as_bytes()) {
                 self.shared.lost(count, &err);
             }
         }
     }
-
-    fn reopen(&mut self) {
-        let Some(path) = &self.path else { return };
-        match open_log(path) {
-            Ok(file) => {
-                self.out = Output::File(file);
-                tracing::info!("audit log reopened");
-            }
-            Err(err) => tracing::warn!(
-                "audit log: reopening {}: {err}; kept the old file",
-                path.display()
-            ),
-        }
-    }
 }
 
-/// Opens the log for appending, creating it readable by its owner only (an existing file
-/// keeps its mode). std opens every file close-on-exec.
+/// The mode a new log file gets: readable by its owner only.
+pub(crate) const LOG_MODE: rustix::fs::Mode = rustix::fs::Mode::RUSR.union(rustix::fs::Mode::WUSR);
+
+/// Opens the log for appending, creating it with [`LOG_MODE`] (an existing file keeps its
+/// mode).
 fn open_log(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .append(true)
         .create(true)
-        .mode(0o600)
+        .mode(LOG_MODE.bits())
         .custom_flags(libc::O_CLOEXEC)
         .open(path)
 }

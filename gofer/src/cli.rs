@@ -20,8 +20,9 @@ use crate::host::{HostBackend, ShareMount};
 use crate::limits;
 use crate::plan::{AuditPlan, ConfigError, Connection, MountPlan, Plan};
 use crate::rules::Rules;
-use crate::sandbox::supervisor::{self, Ready, Supervisor};
+use crate::sandbox::supervisor::{self, Link, Supervisor};
 use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
+use crate::service::reload::{Reload, ReloadPaths};
 use crate::service::serve::{self, Ended, Served, StopSignals};
 use crate::service::{listener, systemd, Notifier, SocketFile, Source};
 
@@ -173,6 +174,17 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         Some(audit) => Some(open_audit(audit)?),
         None => None,
     };
+    // Where a SIGHUP finds the files again, held open while they are reachable.
+    let mut reload_paths = match &plan.file {
+        Some(file) => {
+            let audit = plan.audit.as_ref().and_then(|audit| audit.file.as_deref());
+            let paths = ReloadPaths::new(file, audit).map_err(|err| StartError::Serve {
+                reason: format!("the directories to reload from: {}", os_reason(&err)),
+            })?;
+            Some(paths)
+        }
+        None => None,
+    };
     let ((sources, metrics_listener, audit), mut readiness) = match plan.sandbox {
         SandboxMode::None => (
             (sources, metrics_listener, audit),
@@ -186,13 +198,16 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
                 socket_files,
                 notifier,
                 seccomp: plan.seccomp,
+                // The parent reloads; the confined child must not hold those directories.
+                reload: reload_paths.take(),
             };
             let (sockets, ready) = supervisor::fork(supervisor, (sources, metrics_listener, audit))
                 .map_err(|err| sandbox_error("the supervising parent", &err))?;
-            (sockets, Readiness::Supervised(ready))
+            (sockets, Readiness::Supervised(Arc::new(ready)))
         }
     };
-    let signals = StopSignals::install().map_err(|err| sandbox_error("signal handlers", &err))?;
+    let signals = StopSignals::install(plan.file.is_some())
+        .map_err(|err| sandbox_error("signal handlers", &err))?;
     let limits: Vec<_> = plan
         .mounts
         .iter()
@@ -259,31 +274,43 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
             Rules::new(mount.rules.clone(), root).donating(mount.donate)
         })
         .collect();
-    let serving = if audit.is_none() && !rules.iter().any(Rules::is_active) {
-        // No policy: the backend as it is, without the hook layer's indirection.
-        serve::serve(mounts.servers(|backend, _, _| backend), signals, || {
-            readiness.ready();
-        })
-    } else {
-        if let Some(audit) = &audit {
-            audit.start().map_err(|err| StartError::Serve {
-                reason: format!("the audit thread: {}", os_reason(&err)),
-            })?;
-        }
-        let served = mounts.servers(|backend, index, name| {
-            // Rules first, so the audit line of a refusal names the rule that decided.
-            let hook: Box<dyn Hook> = match &audit {
-                Some(audit) => Box::new((rules[index].clone(), audit.hook(name))),
-                None => Box::new(rules[index].clone()),
-            };
-            Hooked::new(backend, hook)
-        });
-        if audit.is_some() {
-            for mount in &served {
-                mount.server.read_peer_credentials(true);
+    let serving = match &plan.file {
+        Some(file) => {
+            // A config file: policy hooks, even without rules, so a reload can add some.
+            if let Some(audit) = &audit {
+                audit.start().map_err(|err| StartError::Serve {
+                    reason: format!("the audit thread: {}", os_reason(&err)),
+                })?;
             }
+            let reload = Arc::new(Reload::new(
+                &plan,
+                file.clone(),
+                rules.clone(),
+                audit.as_ref().map(Audit::switch),
+            ));
+            let on_hup = reload_trigger(&readiness, reload_paths, reload)?;
+            let served = mounts.servers(|backend, index, name| {
+                // Rules first, so the audit line of a refusal names the rule that decided.
+                let hook: Box<dyn Hook> = match &audit {
+                    Some(audit) => Box::new((rules[index].clone(), audit.hook(name))),
+                    None => Box::new(rules[index].clone()),
+                };
+                Hooked::new(backend, hook)
+            });
+            if audit.is_some() {
+                for mount in &served {
+                    mount.server.read_peer_credentials(true);
+                }
+            }
+            serve::serve(served, signals, on_hup, || readiness.ready())
         }
-        serve::serve(served, signals, || readiness.ready())
+        // The command line: no policy, so the backend as it is, without the hook layer.
+        None => serve::serve(
+            mounts.servers(|backend, _, _| backend),
+            signals,
+            || {},
+            || readiness.ready(),
+        ),
     };
     let ended = serving.map_err(|err| StartError::Serve {
         reason: os_reason(&err),
@@ -429,10 +456,41 @@ fn connection_source(mount: &MountPlan) -> Result<(Source, Option<SocketFile>), 
     }
 }
 
+/// What SIGHUP does with a config file: supervised, ask the parent for the files (and
+/// apply them on a thread that waits for them); unconfined, open and apply them at once.
+fn reload_trigger(
+    readiness: &Readiness,
+    paths: Option<ReloadPaths>,
+    reload: Arc<Reload>,
+) -> Result<Box<dyn FnMut() + Send>, StartError> {
+    match readiness {
+        Readiness::Supervised(link) => {
+            let link = Arc::clone(link);
+            let asker = Arc::clone(&link);
+            std::thread::Builder::new()
+                .name("lisafs-reload".into())
+                .spawn(move || {
+                    while let Some(reopened) = link.next_reload() {
+                        reload.apply(reopened);
+                    }
+                })
+                .map_err(|err| StartError::Serve {
+                    reason: format!("the reload thread: {}", os_reason(&err)),
+                })?;
+            Ok(Box::new(move || asker.ask_reload()))
+        }
+        Readiness::Direct(..) => Ok(Box::new(move || {
+            if let Some(reopened) = paths.as_ref().and_then(ReloadPaths::open) {
+                reload.apply(reopened);
+            }
+        })),
+    }
+}
+
 /// Who hears that the gofer serves, and who removes the socket file when it stops.
 enum Readiness {
     /// The supervising parent (which tells systemd, and removes the file).
-    Supervised(Ready),
+    Supervised(Arc<Link>),
     /// Unconfined, the process itself.
     Direct(Option<Notifier>, Vec<SocketFile>),
 }
@@ -440,7 +498,7 @@ enum Readiness {
 impl Readiness {
     fn ready(&mut self) {
         match self {
-            Self::Supervised(ready) => ready.signal(),
+            Self::Supervised(link) => link.ready(),
             Self::Direct(Some(notifier), _) => notifier.notify("READY=1"),
             Self::Direct(None, _) => {}
         }

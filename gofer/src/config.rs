@@ -180,7 +180,8 @@ Connections: one of --socket and --fd, or a socket passed by systemd socket acti
 
 Stopping: SIGTERM, SIGINT or SIGHUP stop the gofer gracefully: it stops accepting, lets
 requests in flight finish (up to 5 s), removes its socket file and exits 0. SIGQUIT, or a
-second signal, ends it at once.";
+second signal, ends it at once. With --config, SIGHUP reloads the rules and reopens the
+audit file instead, and every connection goes on.";
 
 /// `--log-format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

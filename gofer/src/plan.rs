@@ -38,6 +38,8 @@ pub struct Plan {
     pub mounts: Vec<MountPlan>,
     /// The audit log, if any (config file only).
     pub audit: Option<AuditPlan>,
+    /// The config file it was read from; `None` for the command line.
+    pub file: Option<PathBuf>,
 }
 
 /// `[audit]`: where and what the audit log records.
@@ -138,6 +140,7 @@ impl Plan {
             log_format: config.log_format,
             metrics_socket: config.metrics_socket.clone(),
             audit: None,
+            file: None,
             mounts: vec![MountPlan {
                 name: "root".into(),
                 root: config.root.clone().unwrap_or_default(),
@@ -217,6 +220,7 @@ impl Plan {
                 None => None,
             },
             mounts,
+            file: Some(path.to_path_buf()),
         })
     }
 

@@ -32,6 +32,8 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
+use parking_lot::RwLock;
+
 use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 
 use lisafs_server::hooks::{Hook, Op, OpClass};
@@ -115,16 +117,30 @@ impl Rule {
     }
 }
 
-/// The rules of one mount, as a [`Hook`].
+/// The rules of one mount, as a [`Hook`]. Clones share the rules: [`Rules::replace`] on
+/// one (a reload) changes them for all.
 #[derive(Debug, Clone)]
 pub struct Rules {
-    rules: Arc<[Compiled]>,
+    set: Arc<RwLock<Arc<RuleSet>>>,
     /// The mount's root, to tell whether a renamed path is a directory (which may hold
     /// restricted files) or not; without it every rename source counts as one.
     root: Option<Arc<OwnedFd>>,
     /// Whether opened files may be donated at all (`donate = false`: every read and write
     /// is an RPC the gofer sees).
     donate: bool,
+}
+
+/// One version of a mount's rules, compiled, with what they can affect worked out once,
+/// so that an operation no rule can affect never asks for its path.
+#[derive(Debug, Default)]
+struct RuleSet {
+    rules: Vec<Compiled>,
+    /// By [`OpClass::ALL`] index: whether some rule covers the class.
+    covered: [bool; OpClass::ALL.len()],
+    /// Whether some rule hides.
+    any_hide: bool,
+    /// Whether some rule is not `allow`.
+    any_restriction: bool,
 }
 
 /// A rule, its name in logs and the audit log, and its glob split into components once.
@@ -135,17 +151,9 @@ struct Compiled {
     pattern: Vec<Box<[u8]>>,
 }
 
-/// The classes `readonly` refuses.
-fn mutates(class: OpClass) -> bool {
-    !matches!(class, OpClass::Stat | OpClass::Read)
-}
-
-impl Rules {
-    /// The hook for `rules` (validated with [`Rule::validate`]) of the mount whose root is
-    /// `root` (an FD of the share's root, used only to look at the type of a rename's
-    /// source; `None` treats every source as a directory).
-    pub fn new(rules: Vec<Rule>, root: Option<OwnedFd>) -> Self {
-        let rules = rules
+impl RuleSet {
+    fn new(rules: Vec<Rule>) -> Self {
+        let rules: Vec<_> = rules
             .into_iter()
             .enumerate()
             .map(|(i, rule)| {
@@ -158,7 +166,33 @@ impl Rules {
             })
             .collect();
         Self {
+            covered: OpClass::ALL.map(|class| rules.iter().any(|c| c.rule.covers(class))),
+            any_hide: rules.iter().any(|c| c.rule.action == Action::Hide),
+            any_restriction: rules.iter().any(|c| c.rule.action != Action::Allow),
             rules,
+        }
+    }
+
+    fn covers(&self, class: OpClass) -> bool {
+        OpClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .is_some_and(|i| self.covered[i])
+    }
+}
+
+/// The classes `readonly` refuses.
+fn mutates(class: OpClass) -> bool {
+    !matches!(class, OpClass::Stat | OpClass::Read)
+}
+
+impl Rules {
+    /// The hook for `rules` (validated with [`Rule::validate`]) of the mount whose root is
+    /// `root` (an FD of the share's root, used only to look at the type of a rename's
+    /// source; `None` treats every source as a directory).
+    pub fn new(rules: Vec<Rule>, root: Option<OwnedFd>) -> Self {
+        Self {
+            set: Arc::new(RwLock::new(Arc::new(RuleSet::new(rules)))),
             root: root.map(Arc::new),
             donate: true,
         }
@@ -171,11 +205,21 @@ impl Rules {
         self
     }
 
-    /// Whether the hook changes anything: some rule, or donation withheld.
-    pub fn is_active(&self) -> bool {
-        !self.rules.is_empty() || !self.donate
+    /// Replaces the rules (validated with [`Rule::validate`]) of this hook and of every
+    /// clone of it, from the next request on; a request under way finishes under the
+    /// rules it started with.
+    pub fn replace(&self, rules: Vec<Rule>) {
+        let set = Arc::new(RuleSet::new(rules));
+        *self.set.write() = set;
     }
 
+    /// The rules as they are now.
+    fn current(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.set.read())
+    }
+}
+
+impl RuleSet {
     /// The first rule that applies to `class` at `path`, and the verdict.
     fn decide(&self, path: &Path, class: OpClass) -> Option<(&Arc<str>, Result<(), Errno>)> {
         let parts = components(path)?;
@@ -230,24 +274,6 @@ impl Rules {
         depends_on_place && self.restricts(from, true)
     }
 
-    /// Whether `path` (relative to the root) is a directory, looked up without following
-    /// any symlink and without leaving the root; unknown counts as one.
-    fn is_dir(&self, path: &Path) -> bool {
-        let Some(root) = &self.root else {
-            return true;
-        };
-        if path.as_os_str().is_empty() {
-            return true;
-        }
-        let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
-        let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        rustix::fs::openat2(&**root, path, flags, Mode::empty(), how)
-            .and_then(|fd| rustix::fs::fstat(&fd))
-            .map_or(true, |st| {
-                FileType::from_raw_mode(st.st_mode) == FileType::Directory
-            })
-    }
-
     fn check(&self, path: Option<&Path>, class: OpClass) -> Result<(), Errno> {
         // A file with no place in the share: unlinked (open, unlink, go on using it, as
         // programs do), or moved out by the host. Its I/O and attributes go on as on a
@@ -275,41 +301,74 @@ impl Rules {
 
 impl Hook for Rules {
     fn before(&self, op: &Op<'_>) -> Result<(), Errno> {
+        let set = self.current();
         let class = op.class();
-        self.check(op.path(), class)?;
         if op.has_new_path() {
-            self.check(op.new_path(), class)?;
+            if set.rules.is_empty() {
+                return Ok(());
+            }
+            set.check(op.path(), class)?;
+            set.check(op.new_path(), class)?;
             // A rename or a hard link must not carry a restricted file (or a directory
             // that may hold one) out of its rules' reach. (A hard link's source is never a
             // directory.)
             let restricted = op.path().is_none_or(|path| {
-                self.restricts(path, false)
+                set.restricts(path, false)
                     || (class == OpClass::Rename
-                        && self.moves_verdicts(path, op.new_path())
-                        && self.is_dir(path))
+                        && set.moves_verdicts(path, op.new_path())
+                        && is_dir(self.root.as_deref(), path))
             });
-            if restricted {
-                return Err(Errno::EACCES);
-            }
+            return match restricted {
+                true => Err(Errno::EACCES),
+                false => Ok(()),
+            };
         }
-        Ok(())
+        // No rule covers the class: no need to ask where the file is.
+        match set.covers(class) {
+            true => set.check(op.path(), class),
+            false => Ok(()),
+        }
     }
 
     fn hides(&self, dir: &Op<'_>, name: &[u8]) -> bool {
+        let set = self.current();
+        if !set.any_hide {
+            return false;
+        }
         let Some(dir) = dir.path() else {
             return true;
         };
         let path = dir.join(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(name));
         matches!(
-            self.decide(&path, OpClass::Stat),
+            set.decide(&path, OpClass::Stat),
             Some((_, Err(Errno::ENOENT)))
         )
     }
 
     fn donate(&self, op: &Op<'_>) -> bool {
+        let set = self.current();
         // Only regular files are asked about: nothing lies beneath them.
-        self.donate && op.path().is_some_and(|path| !self.restricts(path, false))
+        self.donate
+            && (!set.any_restriction || op.path().is_some_and(|path| !set.restricts(path, false)))
     }
+}
+
+/// Whether `path` (relative to the root) is a directory, looked up without following
+/// any symlink and without leaving the root; unknown counts as one.
+fn is_dir(root: Option<&OwnedFd>, path: &Path) -> bool {
+    let Some(root) = root else {
+        return true;
+    };
+    if path.as_os_str().is_empty() {
+        return true;
+    }
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    rustix::fs::openat2(root, path, flags, Mode::empty(), how)
+        .and_then(|fd| rustix::fs::fstat(&fd))
+        .map_or(true, |st| {
+            FileType::from_raw_mode(st.st_mode) == FileType::Directory
+        })
 }
 
 /// `path`'s components as bytes, or `None` for a path that is not plain relative.
@@ -400,7 +459,7 @@ mod tests {
             ops: vec![],
             action: Action::Deny,
         };
-        let rules = Rules::new(vec![rule("data/**/key")], None);
+        let rules = RuleSet::new(vec![rule("data/**/key")]);
         for path in ["data", "data/x", "data/x/key", ""] {
             assert!(rules.restricts(Path::new(path), true), "{path}");
         }
@@ -409,23 +468,20 @@ mod tests {
         assert!(!rules.restricts(Path::new("other"), true));
         assert!(!rules.restricts(Path::new("other/data"), true));
         // A "**" rule may match beneath any directory, but no file but its own matches.
-        let logs = Rules::new(vec![rule("**/*.log")], None);
+        let logs = RuleSet::new(vec![rule("**/*.log")]);
         assert!(logs.restricts(Path::new("a/b"), true));
         assert!(!logs.restricts(Path::new("a/b"), false));
         // ... and moving a directory does not change what it says of its contents, unless
         // a rule that looks at the place reaches the old or the new one.
         let (a, b) = (Path::new("a"), Path::new("b"));
         assert!(!logs.moves_verdicts(a, Some(b)));
-        let mixed = Rules::new(
-            vec![
-                Rule {
-                    action: Action::Allow,
-                    ..rule("pub/**")
-                },
-                rule("**/*.log"),
-            ],
-            None,
-        );
+        let mixed = RuleSet::new(vec![
+            Rule {
+                action: Action::Allow,
+                ..rule("pub/**")
+            },
+            rule("**/*.log"),
+        ]);
         assert!(mixed.moves_verdicts(a, Some(Path::new("pub/a"))));
         assert!(!mixed.moves_verdicts(a, Some(b)));
         assert!(rules.moves_verdicts(Path::new("data/x"), Some(b)));

@@ -348,3 +348,128 @@ action = "deny"
     assert_eq!(fs::read(root.join("ro/f")).unwrap(), b"ro");
     assert_eq!(fs::read(root.join("free/ok")).unwrap(), b"fine");
 }
+
+/// SIGHUP to a `--config` gofer: the rules are read again and the audit file reopened
+/// (after a rotation by rename), while an open connection goes on with the new rules; a
+/// file that no longer parses changes nothing and says why, with its line.
+#[test]
+fn sighup_reloads_the_rules_and_reopens_the_audit_file() {
+    for sandbox in ["namespace", "chroot", "none"] {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        for sub in ["secrets", "public"] {
+            fs::create_dir_all(root.join(sub)).unwrap();
+        }
+        fs::write(root.join("secrets/key"), b"k").unwrap();
+        fs::write(root.join("public/page"), b"p").unwrap();
+        let (log, stderr) = (dir.path().join("audit.jsonl"), dir.path().join("stderr"));
+        let config = |rule: &str| {
+            format!(
+                r#"
+sandbox = "{sandbox}"
+log_level = "info"
+[audit]
+file = "{log}"
+on_full = "block"
+[[mount]]
+name = "data"
+root = "{root}"
+socket = "{dir}/s"
+{rule}
+"#,
+                log = log.display(),
+                root = root.display(),
+                dir = dir.path().display(),
+            )
+        };
+        let path = dir.path().join("gofer.toml");
+        fs::write(
+            &path,
+            config("[[mount.rule]]\npath = \"secrets/**\"\naction = \"hide\""),
+        )
+        .unwrap();
+        let child = Command::new(GOFER)
+            .arg("--config")
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let mut gofer = Running(child);
+        let client = connect(&dir.path().join("s"));
+        assert_eq!(
+            errno(client.read("secrets/key")),
+            Errno::ENOENT,
+            "{sandbox}"
+        );
+        client.create_dir("before", 0o755).unwrap();
+
+        // Rotate the audit file, change the rules, and tell the gofer.
+        let rotated = dir.path().join("audit.jsonl.1");
+        fs::rename(&log, &rotated).unwrap();
+        fs::write(
+            &path,
+            config("[[mount.rule]]\npath = \"public/**\"\naction = \"deny\""),
+        )
+        .unwrap();
+        let hup = |pid: u32| {
+            let pid = rustix::process::Pid::from_raw(pid as i32).unwrap();
+            rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+        };
+        hup(gofer.0.id());
+        wait_for(&stderr, 1, "reloaded");
+        assert_eq!(client.read("secrets/key").unwrap(), b"k", "{sandbox}");
+        assert_eq!(
+            errno(client.read("public/page")),
+            Errno::EACCES,
+            "{sandbox}"
+        );
+        client.create_dir("after", 0o755).unwrap();
+
+        // A broken file: the error names its line, and the rules stay as they were. The
+        // signal goes to the serving process this time (the confined child, which asks its
+        // parent for the files).
+        fs::write(
+            &path,
+            config("[[mount.rule]]\npath = \"secrets/**\"\naction = \"explode\""),
+        )
+        .unwrap();
+        hup(lisafs_tests::serving_pid(gofer.0.id()));
+        wait_for(&stderr, 1, "rules unchanged");
+        let logged = fs::read_to_string(&stderr).unwrap();
+        assert!(logged.contains("gofer.toml:"), "{sandbox}: {logged}");
+        assert_eq!(client.read("secrets/key").unwrap(), b"k", "{sandbox}");
+        assert_eq!(
+            errno(client.read("public/page")),
+            Errno::EACCES,
+            "{sandbox}"
+        );
+
+        drop(client);
+        assert_eq!(stop(&mut gofer), Some(0), "{sandbox}");
+        let mkdirs = |file: &Path| -> Vec<String> {
+            fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                .filter(|line| line["op"] == "MkdirAt")
+                .map(|line| line["path"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(mkdirs(&rotated), ["before"], "{sandbox}");
+        assert_eq!(mkdirs(&log), ["after"], "{sandbox}");
+    }
+}
+
+/// Waits until `file` holds `count` lines containing `text`.
+fn wait_for(file: &Path, count: usize, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let logged = fs::read_to_string(file).unwrap_or_default();
+        if logged.lines().filter(|line| line.contains(text)).count() >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "never logged {text:?}: {logged}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

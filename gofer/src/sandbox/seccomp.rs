@@ -87,13 +87,19 @@ pub(crate) fn install(action: SeccompAction, features: Features) -> io::Result<(
 /// signals; `kill` or `pidfd_send_signal` to the child; `wait4`/`waitid` to reap it;
 /// `write` to systemd's connected notification socket; `statx` and `unlinkat` of the
 /// socket file by its directory FD; log lines to standard error; and dying of the child's
-/// signal (`rt_sigaction` back to the default, unblock, raise) or exiting. Starting a
-/// thread, opening a file or a socket, and everything else is refused.
-pub(crate) fn install_waiter(action: SeccompAction) -> io::Result<()> {
+/// signal (`rt_sigaction` back to the default, unblock, raise) or exiting. With `reload`
+/// (a `--config` file) also what a reload needs ([`RELOADER`]): opening the config and
+/// audit files and passing them to the child. Starting a thread, opening a socket, and
+/// everything else is refused.
+pub(crate) fn install_waiter(action: SeccompAction, reload: bool) -> io::Result<()> {
     let Some(mismatch) = bpf_action(action) else {
         return Ok(());
     };
-    apply(&[compile(&rules(&[WAITER]), mismatch)?])
+    let sets: &[&[Call]] = match reload {
+        true => &[WAITER, RELOADER],
+        false => &[WAITER],
+    };
+    apply(&[compile(&rules(sets), mismatch)?])
 }
 
 /// Replaces the default panic hook with one log line. With `RUST_BACKTRACE` set, the
@@ -537,6 +543,11 @@ const WAITER: &[Call] = &[
     call!(SYS_exit),
     call!(SYS_exit_group),
 ];
+
+/// The waiting parent's reload (`--config`): it opens the config file (to read) and the
+/// audit file (to append, creating it after a rotation) by name in the directories it
+/// holds, and passes both to the child with `SCM_RIGHTS`.
+const RELOADER: &[Call] = &[call!(SYS_openat), call!(SYS_sendmsg)];
 
 #[cfg(test)]
 mod tests;

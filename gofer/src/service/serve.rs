@@ -5,11 +5,13 @@
 //! connection end, and its channels are shut down after their current request), waits up
 //! to [`STOP_DEADLINE`] for the connections to finish, and returns. A stop is never
 //! abrupt unless a connection outlives the deadline.
+//!
+//! With a `--config` file, SIGHUP reloads instead (`super::reload`).
 
 use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,40 +49,58 @@ pub(crate) enum Ended {
 /// inherit nothing of them, but a signal must find a handler).
 #[derive(Debug)]
 pub(crate) struct StopSignals {
-    last: Arc<AtomicUsize>,
+    /// Each signal, and whether it arrived since it was last looked at.
+    arrived: Vec<(i32, Arc<AtomicBool>)>,
+    /// Whether SIGHUP reloads rather than stops.
+    reloads: bool,
     wake: OwnedFd,
 }
 
 impl StopSignals {
-    /// Installs the handlers.
-    pub(crate) fn install() -> io::Result<Self> {
-        let last = Arc::new(AtomicUsize::new(0));
+    /// Installs the handlers; with `reloads`, SIGHUP asks for a reload instead of a stop.
+    pub(crate) fn install(reloads: bool) -> io::Result<Self> {
         // A pipe, not a socket pair: the handler then wakes the reader with `write`, which
         // the serving seccomp filter allows (`sendto` it does not). The write end never
         // blocks a handler.
         let (wake, write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
         rustix::fs::fcntl_setfl(&write, OFlags::NONBLOCK)?;
+        let mut arrived = Vec::new();
         for signal in STOP_SIGNALS {
+            let flag = Arc::new(AtomicBool::new(false));
             // Recorded first, then the reader woken: handlers of one signal run in order.
-            signal_hook::flag::register_usize(
-                signal,
-                Arc::clone(&last),
-                signal.unsigned_abs() as usize,
-            )?;
+            signal_hook::flag::register(signal, Arc::clone(&flag))?;
             signal_hook::low_level::pipe::register_raw(signal, write.as_raw_fd())?;
+            arrived.push((signal, flag));
         }
         // The handlers own the write end from here on, for the life of the process.
         std::mem::forget(write);
-        Ok(Self { last, wake })
+        Ok(Self {
+            arrived,
+            reloads,
+            wake,
+        })
     }
 
-    /// Blocks until a stop signal arrives; returns it.
-    fn wait(self) -> i32 {
+    /// Blocks until a stop signal arrives, and returns it; calls `reload` for each SIGHUP
+    /// in between if SIGHUP reloads.
+    fn wait(self, mut reload: impl FnMut()) -> i32 {
         loop {
             match rustix::io::read(&self.wake, &mut [0u8; 1]) {
                 Ok(1) => {
-                    let signal = self.last.load(Ordering::SeqCst);
-                    return i32::try_from(signal).unwrap_or(libc::SIGTERM);
+                    let mut reloading = false;
+                    for (signal, flag) in &self.arrived {
+                        if !flag.swap(false, Ordering::SeqCst) {
+                            continue;
+                        }
+                        if *signal == libc::SIGHUP && self.reloads {
+                            reloading = true;
+                        } else {
+                            return *signal;
+                        }
+                    }
+                    if reloading {
+                        reload();
+                    }
                 }
                 Err(rustix::io::Errno::INTR) => {}
                 // The write end lives in the handlers for good, so this cannot end; if it
@@ -103,10 +123,12 @@ pub(crate) struct Served<B: Backend> {
 }
 
 /// Serves every mount until its sources close (when all are connected sockets) or a stop
-/// signal arrives. Calls `ready` once serving has begun.
+/// signal arrives. Calls `ready` once serving has begun, and `reload` on the signal
+/// thread for each SIGHUP that `signals` reloads on.
 pub(crate) fn serve<B: Backend>(
     served: Vec<Served<B>>,
     signals: StopSignals,
+    reload: impl FnMut() + Send + 'static,
     ready: impl FnOnce(),
 ) -> io::Result<Ended> {
     let connections = Arc::new(Connections::default());
@@ -135,7 +157,7 @@ pub(crate) fn serve<B: Backend>(
     std::thread::Builder::new()
         .name("lisafs-signals".into())
         .spawn(move || {
-            let signal = signals.wait();
+            let signal = signals.wait(reload);
             watcher.stop(signal);
             for listener in woken {
                 // Wakes its accept loop with EINVAL.

@@ -353,6 +353,15 @@ fn the_waiter_may_only_wait_signal_and_exit() {
     ] {
         assert_eq!(verdict(&programs, nr, [0; 6]), KILL, "call {nr}");
     }
+    // A reloading parent may open files and pass them on, nothing more.
+    let reloader = [compile(&rules(&[WAITER, RELOADER]), BpfAction::KillProcess).expect("filter")];
+    for nr in [nr::SYS_openat, nr::SYS_sendmsg] {
+        assert_eq!(verdict(&programs, nr, [0; 6]), KILL, "call {nr}");
+        assert_eq!(verdict(&reloader, nr, [0; 6]), ALLOW, "call {nr}");
+    }
+    for nr in [nr::SYS_clone, nr::SYS_socket, nr::SYS_execve] {
+        assert_eq!(verdict(&reloader, nr, [0; 6]), KILL, "call {nr}");
+    }
     // The socket file goes by its directory's FD, never by a path from the working
     // directory.
     let at_cwd = u64::from(libc::AT_FDCWD.cast_unsigned());
@@ -492,7 +501,7 @@ fn waiter() {
         rustix::fs::Mode::empty(),
     )
     .expect("open the directory");
-    install_waiter(SeccompAction::Kill).expect("install");
+    install_waiter(SeccompAction::Kill, false).expect("install");
     sleeper.kill().expect("signal the child");
     let status = sleeper.wait().expect("reap the child");
     println!("reaped: {:?}", status.signal());
