@@ -157,6 +157,16 @@ impl MemoryBackend {
     pub fn used_inodes(&self) -> u64 {
         self.usage.inodes()
     }
+
+    /// The size limit in force, in bytes (`u64::MAX` for none).
+    pub fn max_bytes(&self) -> u64 {
+        self.usage.max_bytes()
+    }
+
+    /// The file limit in force (`u64::MAX` for none).
+    pub fn max_inodes(&self) -> u64 {
+        self.usage.max_inodes()
+    }
 }
 
 impl Backend for MemoryBackend {
