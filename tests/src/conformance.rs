@@ -355,21 +355,35 @@ pub fn run_in_process<B: lisafs_server::Backend>(
 
 /// Runs every test in [`TESTS`] but those named in `skip` against a fresh backend from
 /// `make`, served in this process over a socket pair as [`run_in_process`] does: for
-/// backends other than the host's (the memory backend), whose trees start empty. Panics,
-/// naming the test, if one fails or the server thread panics, or if `skip` names a test
-/// that does not exist.
-pub fn run_backend_in_process<B: lisafs_server::Backend>(make: impl Fn() -> B, skip: &[&str]) {
-    if let Some(unknown) = skip
+/// backends other than the host's (the memory backend), whose trees start empty. Each
+/// skipped test comes with the reason, printed with the test's output. Panics, naming the
+/// test, if one fails or the server thread panics, or if `skip` names a test that does
+/// not exist.
+pub fn run_backend_in_process<B: lisafs_server::Backend>(
+    make: impl Fn() -> B,
+    skip: &[(&str, &str)],
+) {
+    if let Some((unknown, _)) = skip
         .iter()
-        .find(|s| !TESTS.iter().any(|(name, _)| name == *s))
+        .find(|(s, _)| !TESTS.iter().any(|(name, _)| name == s))
     {
         panic!("no conformance test is called {unknown}");
     }
     for (name, test) in TESTS {
-        if !skip.contains(name) {
-            serve_one(name, *test, make());
+        match skip.iter().find(|(skipped, _)| skipped == name) {
+            Some((_, reason)) => println!("skipped {name}: {reason}"),
+            None => serve_one(name, *test, make()),
         }
     }
+}
+
+/// What a server that offers no sockets (the memory backend) answers in place of the UDS
+/// case: BindAt is `EOPNOTSUPP`, and nothing is created.
+pub fn uds_unsupported(client: &Client) {
+    let root = client.root();
+    let bound = root.bind_at("sock", SOCK_STREAM, 0o777, me());
+    assert_eq!(bound.err().map(|err| err.errno()), Some(Errno::EOPNOTSUPP));
+    assert!(root.walk_stat(&["sock"]).expect("WalkStat").is_empty());
 }
 
 /// Serves `backend` in a thread over a socket pair, runs `test` with a client mounted on

@@ -32,6 +32,23 @@ impl Gofer {
     /// [`Gofer::start`], with `setup` run on the root before the gofer starts (to mount
     /// something inside it, say).
     pub fn start_after(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
+        Self::launch(binary, Serve::Root, extra, setup)
+    }
+
+    /// Starts `binary` serving a tree in memory (`--memory`, then `extra`), and waits
+    /// until it accepts connections. [`Gofer::root`] is then an empty host directory the
+    /// gofer does not serve.
+    pub fn start_memory(binary: &str, extra: &[&str]) -> Self {
+        Self::launch(binary, Serve::Memory, extra, |_| {})
+    }
+
+    /// [`Gofer::start_memory`] with `--memory-from` [`Gofer::root`], after `setup` has
+    /// filled it: the gofer serves a copy of it in memory.
+    pub fn start_memory_from(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
+        Self::launch(binary, Serve::MemoryFrom, extra, setup)
+    }
+
+    fn launch(binary: &str, serve: Serve, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("lt")
             .tempdir_in("/tmp")
@@ -43,9 +60,13 @@ impl Gofer {
         fs::write(out.join("secret"), b"canary").expect("canary file");
         setup(&root);
         let socket = dir.path().join("s");
-        let child = Command::new(binary)
-            .arg("--root")
-            .arg(&root)
+        let mut command = Command::new(binary);
+        match serve {
+            Serve::Root => command.arg("--root").arg(&root),
+            Serve::Memory => command.arg("--memory"),
+            Serve::MemoryFrom => command.arg("--memory").arg("--memory-from").arg(&root),
+        };
+        let child = command
             .arg("--socket")
             .arg(&socket)
             // Tests read the gofer's warnings, not its start-up chatter.
@@ -189,6 +210,17 @@ impl Gofer {
         let secret = fs::read(out.join("secret")).expect("canary file");
         assert_eq!(secret, b"canary", "the canary file was changed");
     }
+}
+
+/// What [`Gofer::launch`] serves.
+#[derive(Debug, Clone, Copy)]
+enum Serve {
+    /// `--root` the temp directory's `root`.
+    Root,
+    /// `--memory`.
+    Memory,
+    /// `--memory --memory-from` the temp directory's `root`.
+    MemoryFrom,
 }
 
 /// The serving process of a gofer started as `pid`: its only child if it has one (the

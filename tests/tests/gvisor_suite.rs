@@ -1,6 +1,7 @@
 //! gVisor's lisafs test cases against the real gofer: each on a fresh gofer process and
 //! an empty directory, as gVisor runs them, once over the socket alone and once over
-//! shared-memory channels.
+//! shared-memory channels; and each again against `gofer --memory`, where UDS becomes
+//! the check that BindAt is EOPNOTSUPP (a memory tree has no host socket to bind).
 
 use lisafs_tests::{conformance, Gofer};
 
@@ -10,16 +11,23 @@ fn run(name: &str) {
         .find(|(n, _)| *n == name)
         .map(|(_, f)| *f)
         .unwrap_or_else(|| panic!("no conformance test {name}"));
-    for channels in [false, true] {
-        // UDS needs permission to create host sockets; the rest run with default policy.
-        let gofer = Gofer::start(env!("CARGO_BIN_EXE_test-gofer"), &["--host-uds", "create"]);
+    for (memory, channels) in [(false, false), (false, true), (true, false), (true, true)] {
+        let gofer = match memory {
+            // UDS needs permission to create host sockets; the rest run with default
+            // policy.
+            false => Gofer::start(env!("CARGO_BIN_EXE_test-gofer"), &["--host-uds", "create"]),
+            true => Gofer::start_memory(env!("CARGO_BIN_EXE_test-gofer"), &[]),
+        };
         let client = if channels {
             gofer.client()
         } else {
             gofer.socket_client()
         };
         assert_eq!(client.idle_channels() > 0, channels);
-        test(&client);
+        match (memory, name) {
+            (true, "UDS") => conformance::uds_unsupported(&client),
+            _ => test(&client),
+        }
         gofer.assert_canary_untouched();
     }
 }

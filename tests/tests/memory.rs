@@ -9,10 +9,17 @@ fn backend() -> MemoryBackend {
     MemoryBackend::new(MemoryOptions::default()).expect("memory backend")
 }
 
-/// Every gVisor case but UDS passes; UDS needs BindAt, which this backend refuses.
+/// Every gVisor case but UDS passes; UDS needs BindAt, which this backend refuses with
+/// EOPNOTSUPP (checked instead).
 #[test]
 fn every_conformance_test_but_uds_passes() {
-    lisafs_tests::conformance::run_backend_in_process(backend, &["UDS"]);
+    let no_sockets = "BindAt is EOPNOTSUPP: a memory tree has no host socket to bind";
+    lisafs_tests::conformance::run_backend_in_process(backend, &[("UDS", no_sockets)]);
+    let server = lisafs_server::Server::new(backend(), lisafs_server::ServerOptions::default());
+    let (client_end, server_end) = FramedSocket::pair().expect("socket pair");
+    server.spawn(server_end).expect("server thread");
+    let client = Client::from_fd(client_end.into_inner()).expect("mount");
+    lisafs_tests::conformance::uds_unsupported(&client);
 }
 
 use std::collections::{BTreeSet, HashMap};
