@@ -160,6 +160,8 @@ struct Started {
     limits: Vec<usize>,
     /// Per mount: the per-connection FD cap.
     max_fds: Vec<usize>,
+    /// Per memory mount: the FDs set aside for its files (one memfd each).
+    file_fds: Vec<Option<u64>>,
 }
 
 /// The start-up every backend shares: connection sources, the audit file, the namespaces
@@ -250,13 +252,19 @@ fn start(plan: &mut Plan) -> Result<Started, StartError> {
         })
         .collect();
     let total = limits.iter().sum();
-    // Before seccomp, which refuses setrlimit.
-    let max_fds = plan
-        .mounts
-        .iter()
-        .map(|mount| limits::plan(mount.max_fds, total))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| StartError::Limits(err.to_string()))?;
+    // Before seccomp, which refuses setrlimit. A memory mount's files hold FDs of their
+    // own (memfds): half the limit is set aside for them.
+    let budgets =
+        plan.mounts
+            .iter()
+            .map(|mount| match mount.memory {
+                Some(_) => limits::plan_with_files(mount.max_fds, total)
+                    .map(|(cap, files)| (cap, Some(files))),
+                None => limits::plan(mount.max_fds, total).map(|cap| (cap, None)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| StartError::Limits(err.to_string()))?;
+    let (max_fds, file_fds) = budgets.into_iter().unzip();
     if plan.sandbox == SandboxMode::Namespace {
         namespace::private_mounts().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
     }
@@ -269,6 +277,7 @@ fn start(plan: &mut Plan) -> Result<Started, StartError> {
         signals,
         limits,
         max_fds,
+        file_fds,
     })
 }
 
@@ -284,6 +293,7 @@ fn serve_host(plan: &Plan, started: Started) -> Result<(), StartError> {
         signals,
         limits,
         max_fds,
+        file_fds: _,
     } = started;
     let mut shares = Vec::new();
     for mount in &plan.mounts {

@@ -41,8 +41,9 @@ pub struct Config {
     /// With --memory: the most bytes of file data, symlink targets and extended
     /// attributes the tree may hold (file sizes rounded up to 4 KiB blocks), with a
     /// suffix K, M, G or T for KiB, MiB, GiB, TiB (64M, 1G); ENOSPC beyond it, and
-    /// StatFS reports it. The tree may hold one file per KiB of it. By default half the
-    /// physical memory, as tmpfs.
+    /// StatFS reports it. The tree may hold one file per KiB of it, and no more than half
+    /// the open-file limit (each regular file is a memfd). By default half the physical
+    /// memory, as tmpfs.
     #[arg(long, value_name = "SIZE", requires = "memory", value_parser = parse_size)]
     pub memory_size: Option<u64>,
 

@@ -112,11 +112,12 @@ pub struct MemoryPlan {
 }
 
 impl MemoryPlan {
-    /// The backend's limits: `size` bytes, and one file per KiB of it.
-    pub fn options(&self) -> MemoryOptions {
+    /// The backend's limits: `size` bytes, and one file per KiB of it but no more than
+    /// `file_fds`, the FDs set aside for files (every regular file holds a memfd).
+    pub fn options(&self, file_fds: u64) -> MemoryOptions {
         MemoryOptions {
             max_bytes: Some(self.size),
-            max_inodes: None,
+            max_inodes: Some((self.size / 1024).clamp(1, file_fds.max(1))),
         }
     }
 }

@@ -384,3 +384,83 @@ fn hostile_requests_get_errors_and_the_memory_gofer_lives_on() {
     .unwrap();
     assert_eq!(stat.stat.mode & S_IFMT, S_IFDIR);
 }
+
+/// The soft open-file limit of process `pid`.
+fn nofile(pid: u32) -> u64 {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    line.split_whitespace().nth(3).unwrap().parse().unwrap()
+}
+
+/// Every regular file holds a memfd: half the open-file limit is set aside for files, and
+/// beyond it creating one is ENOSPC, while connections and opens still have FDs.
+#[test]
+fn files_are_bounded_by_the_fds_set_aside_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("s");
+    // prlimit (util-linux) execs the gofer with a small hard limit; a gofer allowed to
+    // raise it (CAP_SYS_RESOURCE) raises it, and the test then checks the ratio only.
+    // One connection at a time, so that the connections' half of 2,000 FDs gives each a
+    // useful FDID cap (16 would leave none, with either backend).
+    let child = std::process::Command::new("prlimit")
+        .arg("--nofile=2000:2000")
+        .arg(GOFER)
+        .args(["--memory", "--sandbox", "none", "--log-level", "error"])
+        .args(["--max-connections", "2", "--socket"])
+        .arg(&socket)
+        .spawn()
+        .unwrap();
+    let child = KillOnDrop(child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let client = loop {
+        match Client::connect(&socket) {
+            Ok(client) => break client,
+            Err(_) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(err) => panic!("the gofer did not serve: {err}"),
+        }
+    };
+    let limit = nofile(child.0.id());
+    let root = client.root();
+    let statfs = root.fstatfs().unwrap();
+    assert_eq!(
+        statfs.files,
+        limit / 2,
+        "files with an open-file limit of {limit}"
+    );
+    if statfs.files <= 5000 {
+        let mut created = 0u64;
+        let err = loop {
+            match root.mknod_at(format!("f{created}"), S_IFREG | 0o644, 0, 0, me()) {
+                Ok(_) => created += 1,
+                Err(err) => break err.errno(),
+            }
+        };
+        assert_eq!(err, Errno::ENOSPC);
+        assert_eq!(created, statfs.files - 1, "the root is a file too");
+        client.flush_closes().unwrap();
+        // FDs are left for everything else: a second connection with channels, opens.
+        let other = Client::connect(&socket).unwrap();
+        assert!(other.idle_channels() > 0);
+        let f = other.root().walk(&["f0"]).unwrap().1.remove(0);
+        let opened = f.fd.open_at(O_RDWR).unwrap();
+        assert!(opened.host_fd.is_some());
+        assert_eq!(opened.fd.pwrite(0, b"x").unwrap(), 1);
+        root.unlink_at("f1", 0).unwrap();
+        root.mknod_at("again", S_IFREG | 0o644, 0, 0, me()).unwrap();
+    }
+}
+
+/// A child process killed and reaped when the test ends, even by a panic.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

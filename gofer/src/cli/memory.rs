@@ -45,11 +45,13 @@ pub(super) fn serve(plan: &Plan, memory: &MemoryPlan, started: Started) -> Resul
         signals,
         limits,
         max_fds,
+        file_fds,
         // The command line has neither an audit log nor a file to reload.
         audit: _,
         reload_paths: _,
     } = started;
-    let backend = MemoryBackend::new(memory.options())
+    let files = file_fds.first().copied().flatten().unwrap_or(u64::MAX);
+    let backend = MemoryBackend::new(memory.options(files))
         .map_err(|err| sandbox_error("the /proc/self/fd handle", &err))?;
     if let Some(from) = &memory.from {
         // Before the pivot: the host tree is out of reach after it.
