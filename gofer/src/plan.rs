@@ -114,10 +114,12 @@ pub struct MemoryPlan {
 impl MemoryPlan {
     /// The backend's limits: `size` bytes, and one file per KiB of it but no more than
     /// `file_fds`, the FDs set aside for files (every regular file holds a memfd).
-    pub fn options(&self, file_fds: u64) -> MemoryOptions {
+    /// With `read_only`, its files are created sealable (see [`MemoryOptions::read_only`]).
+    pub fn options(&self, file_fds: u64, read_only: bool) -> MemoryOptions {
         MemoryOptions {
             max_bytes: Some(self.size),
             max_inodes: Some((self.size / 1024).clamp(1, file_fds.max(1))),
+            read_only,
         }
     }
 }

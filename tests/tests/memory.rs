@@ -417,6 +417,7 @@ fn the_size_limit_is_enospc_and_statfs_reports_it() {
     let options = MemoryOptions {
         max_bytes: Some(1 << 20),
         max_inodes: Some(8),
+        read_only: false,
     };
     let client = mount(MemoryBackend::new(options).expect("backend"));
     let root = client.root();

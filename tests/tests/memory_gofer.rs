@@ -464,3 +464,41 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// With `--readonly` the server refuses changes, and the kernel refuses writes through a
+/// donated read-only FD reopened for writing via `/proc/self/fd` (the memfds are sealed),
+/// as the `ro` mount of a host share does.
+#[test]
+fn read_only_memory_trees_refuse_writes_through_reopened_donated_fds() {
+    use std::os::fd::AsRawFd;
+
+    let gofer = Gofer::start_memory_from(GOFER, &["--readonly"], |root| {
+        fs::write(root.join("f"), b"original").unwrap();
+        fs::hard_link(root.join("f"), root.join("g")).unwrap();
+    });
+    let client = gofer.client();
+    let root = client.root();
+    let f = root.walk(&["f"]).unwrap().1.remove(0);
+    assert_eq!(errno(f.fd.open_at(O_RDWR)), Errno::EROFS);
+    assert_eq!(
+        errno(root.open_create_at("new", O_RDWR, 0o644, me())),
+        Errno::EROFS
+    );
+    let opened = f.fd.open_at(O_RDONLY).unwrap();
+    let host = opened.host_fd.as_ref().expect("a donated FD");
+    let reopened = rustix::fs::open(
+        format!("/proc/self/fd/{}", host.as_raw_fd()),
+        rustix::fs::OFlags::RDWR,
+        rustix::fs::Mode::empty(),
+    )
+    .expect("a memfd reopens for writing");
+    let eperm = Some(rustix::io::Errno::PERM);
+    assert_eq!(rustix::io::pwrite(&reopened, b"X", 0).err(), eperm);
+    assert_eq!(rustix::io::pwrite(&reopened, b"X", 100).err(), eperm);
+    assert_eq!(rustix::fs::ftruncate(&reopened, 0).err(), eperm);
+    assert_eq!(rustix::fs::ftruncate(&reopened, 1 << 20).err(), eperm);
+    let mut buf = [0u8; 16];
+    let n = opened.fd.pread(0, &mut buf).unwrap();
+    assert_eq!(&buf[..n], b"original");
+    assert_eq!(root.walk_stat(&["g"]).unwrap()[0].size, 8);
+}

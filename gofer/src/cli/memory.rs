@@ -51,7 +51,8 @@ pub(super) fn serve(plan: &Plan, memory: &MemoryPlan, started: Started) -> Resul
         reload_paths: _,
     } = started;
     let files = file_fds.first().copied().flatten().unwrap_or(u64::MAX);
-    let backend = MemoryBackend::new(memory.options(files))
+    let read_only = plan.mounts[0].readonly;
+    let backend = MemoryBackend::new(memory.options(files, read_only))
         .map_err(|err| sandbox_error("the /proc/self/fd handle", &err))?;
     if let Some(from) = &memory.from {
         // Before the pivot: the host tree is out of reach after it.
@@ -68,6 +69,13 @@ pub(super) fn serve(plan: &Plan, memory: &MemoryPlan, started: Started) -> Resul
             bytes = backend.used_bytes(),
             "copied the host tree in"
         );
+    }
+    if read_only {
+        // The server refuses every change; the seals make the kernel refuse writes through
+        // donated FDs reopened for writing, as the `ro` mount of a host share does.
+        backend
+            .seal_read_only()
+            .map_err(|err| sandbox_error("sealing the read-only tree", &err))?;
     }
     let empty = match plan.sandbox {
         SandboxMode::None => None,

@@ -148,9 +148,15 @@ pub(super) struct Regular {
 }
 
 impl Regular {
-    /// A fresh, empty memfd.
-    fn new() -> BResult<Self> {
-        let data = match rustix::fs::memfd_create(c"lisafs-memory", MemfdFlags::CLOEXEC) {
+    /// A fresh, empty memfd; `sealable` lets [`super::MemoryBackend::seal_read_only`]
+    /// seal it later (otherwise it is born with `F_SEAL_SEAL`, so that no holder of a
+    /// donated FD can seal it).
+    fn new(sealable: bool) -> BResult<Self> {
+        let mut flags = MemfdFlags::CLOEXEC;
+        if sealable {
+            flags |= MemfdFlags::ALLOW_SEALING;
+        }
+        let data = match rustix::fs::memfd_create(c"lisafs-memory", flags) {
             Ok(fd) => fd,
             // Out of FDs is, for the client, out of space in this filesystem.
             Err(rustix::io::Errno::MFILE | rustix::io::Errno::NFILE) => return Err(Errno::ENOSPC),
@@ -329,9 +335,14 @@ impl Inode {
         }))
     }
 
-    /// A new regular file.
-    pub(super) fn new_regular(ino: u64, meta: Meta, usage: &Arc<Usage>) -> BResult<Arc<Self>> {
-        Self::new(ino, Kind::Regular(Regular::new()?), meta, usage)
+    /// A new regular file (its memfd `sealable`, see [`Regular`]).
+    pub(super) fn new_regular(
+        ino: u64,
+        meta: Meta,
+        usage: &Arc<Usage>,
+        sealable: bool,
+    ) -> BResult<Arc<Self>> {
+        Self::new(ino, Kind::Regular(Regular::new(sealable)?), meta, usage)
     }
 
     /// A new, empty directory under `parent`.

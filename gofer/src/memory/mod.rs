@@ -61,6 +61,10 @@ pub struct MemoryOptions {
     /// limit without one. Bounds the memory and FDs a client can make the gofer use with
     /// empty files.
     pub max_inodes: Option<u64>,
+    /// The tree will be served read-only: regular files are created sealable, so that
+    /// [`MemoryBackend::seal_read_only`] can make every write to them fail in the kernel,
+    /// through donated FDs and reopens of them too (`--readonly`).
+    pub read_only: bool,
 }
 
 /// A [`Backend`] holding the whole tree in memory. See the module documentation.
@@ -76,6 +80,8 @@ pub struct MemoryBackend {
     proc_self_fd: BorrowedFd<'static>,
     /// Owner of files created without one (`Uid::NONE`, `Gid::NONE`): the process's.
     default_owner: (u32, u32),
+    /// Whether memfds are created sealable (`MemoryOptions::read_only`).
+    sealable: bool,
 }
 
 /// The state behind a control FD: the inode.
@@ -140,6 +146,7 @@ impl MemoryBackend {
             rename_lock: Mutex::new(()),
             proc_self_fd,
             default_owner: owner,
+            sealable: options.read_only,
         })
     }
 
@@ -156,6 +163,33 @@ impl MemoryBackend {
     /// Files (inodes) alive, the root and unlinked-but-open files included.
     pub fn used_inodes(&self) -> u64 {
         self.usage.inodes()
+    }
+
+    /// Seals every regular file's memfd against writes, growth and shrinking, for a tree
+    /// served read-only: the server refuses mutating RPCs, but a donated read-only FD can be
+    /// reopened for writing through the client's own `/proc/self/fd` (a memfd is mode
+    /// 0777), and the seals make such writes fail with `EPERM`. Needs
+    /// [`MemoryOptions::read_only`] (`EPERM` otherwise); call it once the tree is filled.
+    pub fn seal_read_only(&self) -> std::io::Result<()> {
+        use rustix::fs::SealFlags;
+
+        let seals = SealFlags::WRITE | SealFlags::GROW | SealFlags::SHRINK | SealFlags::SEAL;
+        let mut seen = std::collections::HashSet::new();
+        let mut pending = vec![Arc::clone(&self.root)];
+        while let Some(inode) = pending.pop() {
+            if !seen.insert(inode.ino) {
+                continue; // another name of a file already sealed
+            }
+            match &inode.kind {
+                inode::Kind::Regular(regular) => rustix::fs::fcntl_add_seals(&regular.data, seals)?,
+                inode::Kind::Directory(dir) => {
+                    let entries = dir.entries.read();
+                    pending.extend(entries.after(0).map(|(_, entry)| Arc::clone(&entry.inode)));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// The size limit in force, in bytes (`u64::MAX` for none).

@@ -104,7 +104,7 @@ pub(super) fn create(
     let inode = add(dir, name, |parent| {
         let (uid, gid) = b.owner(parent, attrs.uid, attrs.gid);
         let meta = Meta::new(S_IFREG | perm_bits(attrs.mode), uid, gid, 1);
-        Inode::new_regular(b.alloc_ino(), meta, &b.usage)
+        Inode::new_regular(b.alloc_ino(), meta, &b.usage, b.sealable)
     })?;
     let opened = match io::open(b, &inode, flags) {
         Ok(opened) => opened,
@@ -159,7 +159,7 @@ pub(super) fn mknod(
         let (uid, gid) = b.owner(parent, attrs.uid, attrs.gid);
         let meta = Meta::new(kind | perm_bits(attrs.mode), uid, gid, 1);
         match kind {
-            S_IFREG => Inode::new_regular(b.alloc_ino(), meta, &b.usage),
+            S_IFREG => Inode::new_regular(b.alloc_ino(), meta, &b.usage, b.sealable),
             S_IFCHR | S_IFBLK => Inode::new_special(b.alloc_ino(), meta, rdev, &b.usage),
             _ => Inode::new_special(b.alloc_ino(), meta, (0, 0), &b.usage),
         }

@@ -152,8 +152,8 @@ impl MemoryBackend {
                 Inode::new_symlink(ino, meta_of(st, 1), target.as_bytes(), &self.usage)
             }
             S_IFREG => {
-                let inode =
-                    Inode::new_regular(ino, meta_of(st, 1), &self.usage).map_err(os_error)?;
+                let inode = Inode::new_regular(ino, meta_of(st, 1), &self.usage, self.sealable)
+                    .map_err(os_error)?;
                 copy_data(open_at(dir, name, OFlags::empty())?, st, &inode)?;
                 Ok(inode)
             }
