@@ -115,7 +115,12 @@ impl Client {
             broken: false,
         };
         // Until the server tells us its limit, assume gVisor's client default.
-        let (resp, mut fds) = exchange(&mut conn, DEFAULT_CLIENT_MAX_MESSAGE_SIZE, &MountReq {})?;
+        let (resp, mut fds) = exchange(
+            &mut conn,
+            DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+            &MountReq {},
+            typed::<MountReq>,
+        )?;
         let inner = Arc::new(Inner {
             conn: Mutex::new(conn),
             max_message_size: resp.max_message_size,
@@ -211,18 +216,28 @@ impl Drop for Client {
 impl Inner {
     /// Sends `req` and returns the decoded response and any donated FDs.
     pub(crate) fn call<R: Request>(&self, req: &R) -> Result<(R::Response, Vec<OwnedFd>)> {
+        self.call_with(req, typed::<R>)
+    }
+
+    /// [`Inner::call`], with the response's payload handed to `decode` where it arrived
+    /// instead of decoded into `R::Response`: for data that goes straight to the caller.
+    pub(crate) fn call_with<R: Request, T>(
+        &self,
+        req: &R,
+        decode: impl FnOnce(&[u8]) -> Result<T>,
+    ) -> Result<(T, Vec<OwnedFd>)> {
         if !self.supports(R::MID) {
             return Err(Error::local(Errno::EOPNOTSUPP));
         }
         if let Some(mut pooled) = self.channels.take() {
-            let (result, alive) = exchange_channel(&mut pooled, self.max_message_size, req);
+            let (result, alive) = exchange_channel(&mut pooled, self.max_message_size, req, decode);
             if alive {
                 self.channels.give_back(pooled);
             }
             return result;
         }
         let mut conn = self.conn.lock();
-        exchange(&mut conn, self.max_message_size, req)
+        exchange(&mut conn, self.max_message_size, req, decode)
     }
 
     /// Opens up to `options.channels` channels over the socket. `ENOMEM` means the server's
@@ -251,7 +266,12 @@ impl Inner {
     }
 
     fn open_channel(&self, options: &ClientOptions) -> Result<Channel> {
-        let (resp, fds) = exchange(&mut self.conn.lock(), self.max_message_size, &ChannelReq {})?;
+        let (resp, fds) = exchange(
+            &mut self.conn.lock(),
+            self.max_message_size,
+            &ChannelReq {},
+            typed::<ChannelReq>,
+        )?;
         let [memfd, sock]: [OwnedFd; 2] = fds
             .try_into()
             .map_err(|_| Error::protocol(Errno::EBADF, "Channel response without its two FDs"))?;
@@ -338,7 +358,12 @@ fn encode_request<R: Request>(buf: &mut Vec<u8>, max: u32, req: &R) -> Result<()
 }
 
 /// One RPC on the socket: encode, size-check, send, receive, decode (SPEC.md §8.3).
-fn exchange<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<(R::Response, Vec<OwnedFd>)> {
+fn exchange<R: Request, T>(
+    conn: &mut Conn,
+    max: u32,
+    req: &R,
+    decode: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<(T, Vec<OwnedFd>)> {
     if conn.broken {
         return Err(Error::transport("connection broken by an earlier failure"));
     }
@@ -348,7 +373,7 @@ fn exchange<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<(R::Respon
         return Err(socket_failure(err));
     }
     match conn.sock.recv(max, R::MID.response_fds()) {
-        Ok(frame) => decode_response::<R>(frame),
+        Ok(frame) => decode_response::<R, T>(frame, decode),
         Err(err) => {
             // Includes an oversized response: its payload is still in the stream. After a
             // timeout the late response may still arrive, so the stream is out of sync too.
@@ -370,29 +395,31 @@ fn socket_failure(err: SocketError) -> Error {
     }
 }
 
-/// A typed response and the FDs donated with it.
-type Response<R> = (<R as Request>::Response, Vec<OwnedFd>);
-
 /// One RPC on a channel. Also says whether the channel is still usable: after a transport
 /// failure it is dead and must not go back to the pool.
-fn exchange_channel<R: Request>(
+fn exchange_channel<R: Request, T>(
     pooled: &mut Pooled,
     max: u32,
     req: &R,
-) -> (Result<Response<R>>, bool) {
+    decode: impl FnOnce(&[u8]) -> Result<T>,
+) -> (Result<(T, Vec<OwnedFd>)>, bool) {
     if let Err(err) = encode_request(&mut pooled.buf, max, req) {
         return (Err(err), true);
     }
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let Pooled { channel, buf } = pooled;
     match channel.call(R::MID.as_u16(), buf, R::MID.response_fds(), max) {
-        Ok(frame) => (decode_response::<R>(frame), true),
+        Ok(frame) => (decode_response::<R, T>(frame, decode), true),
         Err(err) => (Err(Error::transport(err)), false),
     }
 }
 
-/// Turns a response frame into the typed response or the error it carries.
-fn decode_response<R: Request>(frame: Frame<'_>) -> Result<(R::Response, Vec<OwnedFd>)> {
+/// Turns a response frame into what `decode` makes of its payload, or the error it
+/// carries.
+fn decode_response<R: Request, T>(
+    frame: Frame<'_>,
+    payload: impl FnOnce(&[u8]) -> Result<T>,
+) -> Result<(T, Vec<OwnedFd>)> {
     let mid = R::MID.as_u16();
     if frame.mid == Mid::Error.as_u16() {
         // Any FDs that came with an error response are closed when `frame` drops.
@@ -409,7 +436,11 @@ fn decode_response<R: Request>(frame: Frame<'_>) -> Result<(R::Response, Vec<Own
             format!("response MID {} to request MID {mid}", frame.mid),
         ));
     }
-    let resp = decode::<R::Response>(frame.payload)
-        .map_err(|err| Error::protocol(Errno::EIO, format!("bad {:?} response: {err}", R::MID)))?;
-    Ok((resp, frame.fds))
+    Ok((payload(frame.payload)?, frame.fds))
+}
+
+/// The payload decoded as `R`'s response type.
+fn typed<R: Request>(payload: &[u8]) -> Result<R::Response> {
+    decode::<R::Response>(payload)
+        .map_err(|err| Error::protocol(Errno::EIO, format!("bad {:?} response: {err}", R::MID)))
 }

@@ -2,12 +2,27 @@
 //! directory listing.
 
 use lisafs_protocol::wire::{
-    Dirent64, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PWriteReq,
-    Statx,
+    Dirent64, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PReadResp,
+    PWriteReq, Statx,
 };
 
 use crate::error::{Error, Result};
 use crate::fd::OpenFd;
+
+/// Copies the data of the PRead response `payload` into the start of `dest` (as long as
+/// the read asked for); the number of bytes.
+fn read_into(dest: &mut [u8], payload: &[u8]) -> Result<usize> {
+    let data = PReadResp::decode_data(payload)
+        .map_err(|err| Error::protocol(Errno::EIO, format!("bad PRead response: {err}")))?;
+    let Some(dest) = dest.get_mut(..data.len()) else {
+        return Err(Error::protocol(
+            Errno::EIO,
+            format!("PRead of {} bytes returned {}", dest.len(), data.len()),
+        ));
+    };
+    dest.copy_from_slice(data);
+    Ok(data.len())
+}
 
 /// PRead's response spends 8 bytes on the byte count before the data.
 const PREAD_OVERHEAD: u32 = 8;
@@ -50,23 +65,20 @@ impl OpenFd {
                 count: u32::try_from(want).unwrap_or(u32::MAX),
                 _pad: 0,
             };
-            let data = match self.inner().call(&req) {
-                Ok((resp, _)) => resp.data,
+            // The data goes from where it arrived straight into `buf`. A bad response is an
+            // error even after some chunks; a failed call ends the read short, with what
+            // was read.
+            let dest = &mut buf[done..done + want];
+            let n = match self
+                .inner()
+                .call_with(&req, |payload| Ok(read_into(dest, payload)))
+            {
+                Ok((copied, _)) => copied?,
                 Err(err) if done == 0 => return Err(err),
                 Err(_) => break,
             };
-            let Some(dest) = buf
-                .get_mut(done..done + data.len())
-                .filter(|_| data.len() <= want)
-            else {
-                return Err(Error::protocol(
-                    Errno::EIO,
-                    format!("PRead of {want} bytes returned {}", data.len()),
-                ));
-            };
-            dest.copy_from_slice(&data);
-            done += data.len();
-            if data.len() < want {
+            done += n;
+            if n < want {
                 break;
             }
         }

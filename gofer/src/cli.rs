@@ -331,7 +331,7 @@ fn serve_host(plan: &Plan, started: Started) -> Result<(), StartError> {
     };
     restrict_process(plan, restrictions, &mut layers)?;
     tracing::info!(confinement = layers.join("; "), "confined");
-    let metrics = start_metrics(plan, metrics_listener)?;
+    let metrics = start_metrics(plan, metrics_listener, audit.as_ref())?;
     let mounts = Mounts {
         plan,
         backends,
@@ -395,8 +395,16 @@ fn serve_host(plan: &Plan, started: Started) -> Result<(), StartError> {
 fn start_metrics(
     plan: &Plan,
     listener: Option<OwnedFd>,
+    audit: Option<&Audit>,
 ) -> Result<Option<Arc<Metrics>>, StartError> {
     let metrics = plan.metrics().then(|| Arc::new(Metrics::default()));
+    if let (Some(metrics), Some(audit)) = (&metrics, audit) {
+        metrics.add_counter(
+            "lisafs_audit_dropped",
+            "Audit log lines lost: dropped from a full queue, or refused by the file.",
+            audit.dropped_counter(),
+        );
+    }
     if let (Some(listener), Some(metrics)) = (listener, &metrics) {
         crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
             StartError::Serve {

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, StatxFlags};
 
 use lisafs_server::hooks::{Hook, Op, OpClass};
 use lisafs_server::wire::Errno;
@@ -364,10 +364,12 @@ fn is_dir(root: Option<&OwnedFd>, path: &Path) -> bool {
     }
     let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    // statx, not fstat: the serving seccomp filter allows only the former.
+    let stat = |fd: OwnedFd| rustix::fs::statx(&fd, c"", AtFlags::EMPTY_PATH, StatxFlags::TYPE);
     rustix::fs::openat2(root, path, flags, Mode::empty(), how)
-        .and_then(|fd| rustix::fs::fstat(&fd))
+        .and_then(stat)
         .map_or(true, |st| {
-            FileType::from_raw_mode(st.st_mode) == FileType::Directory
+            FileType::from_raw_mode(st.stx_mode.into()) == FileType::Directory
         })
 }
 

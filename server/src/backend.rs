@@ -120,6 +120,13 @@ pub trait Backend: Send + Sync + 'static {
         Err(Errno::ENOSYS)
     }
 
+    /// The attributes [`Backend::walk`] would give for `name` in `dir`, without a handle:
+    /// WalkStat's last component needs nothing more, and a backend may find them more
+    /// cheaply. The default walks and drops the handle.
+    fn stat_at(&self, dir: &Self::File, name: Name<'_>) -> BResult<Statx> {
+        self.walk(dir, name).map(|node| node.stat)
+    }
+
     /// Opens a file (OpenAt). `file` is not a symlink; for a directory `flags` is
     /// read-only without truncation.
     fn open(&self, file: &Self::File, flags: OpenFlags) -> BResult<Opened<Self::Open>> {

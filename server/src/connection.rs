@@ -108,8 +108,14 @@ impl<B: Backend> Connection<B> {
         payload: &[u8],
         out: &mut Vec<u8>,
     ) -> Result<(u16, Vec<OwnedFd>), Errno> {
+        let (mid, req) = self.check(raw_mid, payload)?;
+        if let AnyRequest::PRead(req) = req {
+            // Read straight into the response buffer: no copy of the data in between.
+            guarded(mid, || self.pread(req, out))?;
+            return Ok((raw_mid, Vec::new()));
+        }
         out.clear();
-        let (mut resp, fds) = self.check_and_run(raw_mid, payload)?;
+        let (mut resp, fds) = guarded(mid, || self.dispatch(req))?;
         if let Some(ids) = &self.server.options().ids {
             ids.map_response(&mut resp);
         }
@@ -121,7 +127,8 @@ impl<B: Backend> Connection<B> {
         Ok((resp.mid().as_u16(), fds))
     }
 
-    fn check_and_run(&self, raw_mid: u16, payload: &[u8]) -> Reply {
+    /// The request, decoded, if the connection may run it now.
+    fn check(&self, raw_mid: u16, payload: &[u8]) -> Result<(Mid, AnyRequest), Errno> {
         let mid = Mid::try_from(raw_mid).map_err(|_| Errno::EOPNOTSUPP)?;
         if !SUPPORTED.contains(&raw_mid) {
             return Err(Errno::EOPNOTSUPP);
@@ -136,10 +143,7 @@ impl<B: Backend> Connection<B> {
         if self.server.options().readonly && mutates(&req) {
             return Err(Errno::EROFS);
         }
-        catch_unwind(AssertUnwindSafe(|| self.dispatch(req))).unwrap_or_else(|_| {
-            tracing::error!("handler for {mid} panicked; answering EREMOTEIO");
-            Err(Errno::EREMOTEIO)
-        })
+        Ok((mid, req))
     }
 
     fn dispatch(&self, req: AnyRequest) -> Reply {
@@ -157,7 +161,8 @@ impl<B: Backend> Connection<B> {
             R::Close(r) => reply(A::Close(self.close(r))),
             R::FSync(r) => reply(A::FSync(self.fsync(r)?)),
             R::PWrite(r) => reply(A::PWrite(self.pwrite(r)?)),
-            R::PRead(r) => reply(A::PRead(self.pread(r)?)),
+            // `respond` answers it, into its buffer.
+            R::PRead(_) => Err(Errno::EIO),
             R::MkdirAt(r) => reply(A::MkdirAt(self.mkdir_at(r)?)),
             R::MknodAt(r) => reply(A::MknodAt(self.mknod_at(r)?)),
             R::SymlinkAt(r) => reply(A::SymlinkAt(self.symlink_at(r)?)),
@@ -272,6 +277,15 @@ impl<B: Backend> Connection<B> {
         });
         (mid, fds, pending)
     }
+}
+
+/// Runs a handler; a panic in it becomes `EREMOTEIO` for the client, not the end of the
+/// connection.
+fn guarded<T>(mid: Mid, handler: impl FnOnce() -> Result<T, Errno>) -> Result<T, Errno> {
+    catch_unwind(AssertUnwindSafe(handler)).unwrap_or_else(|_| {
+        tracing::error!("handler for {mid} panicked; answering EREMOTEIO");
+        Err(Errno::EREMOTEIO)
+    })
 }
 
 /// The error response to a failed request, logged at debug (failures are the client's

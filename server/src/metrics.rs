@@ -22,6 +22,9 @@
 //! | `lisafs_channels` | gauge | | shared-memory channels being served |
 //! | `lisafs_channels_opened_total` | counter | | channels started since start |
 //!
+//! The embedder may add counters of its own ([`Metrics::add_counter`]); the gofer adds
+//! `lisafs_audit_dropped_total`, the audit log lines it lost.
+//!
 //! `lisafs_requests_total` is the histogram's count, so the two always agree. A MID shows
 //! up once it has been seen; errors once they happened. A request is counted just after
 //! its response is sent, so a client may see a response a moment before a scrape sees its
@@ -109,6 +112,23 @@ pub struct Metrics {
     connections_opened: AtomicU64,
     channels: AtomicU64,
     channels_opened: AtomicU64,
+    /// Counters kept elsewhere, read at each rendering ([`Metrics::add_counter`]).
+    external: parking_lot::Mutex<Vec<ExternalCounter>>,
+}
+
+/// A counter another part of the process keeps, rendered after the server's own.
+struct ExternalCounter {
+    name: &'static str,
+    help: &'static str,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl std::fmt::Debug for ExternalCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExternalCounter")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -132,6 +152,7 @@ impl Metrics {
             connections_opened: AtomicU64::new(0),
             channels: AtomicU64::new(0),
             channels_opened: AtomicU64::new(0),
+            external: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
@@ -187,6 +208,22 @@ impl Metrics {
 
     pub(crate) fn channel_ended(&self) {
         self.channels.fetch_sub(1, Relaxed);
+    }
+
+    /// Renders the counter family `name` (named without `_total`, like the others
+    /// `lisafs_`-prefixed by convention) after the server's own, with the value `read`
+    /// returns at each rendering. Nothing on the request path changes.
+    pub fn add_counter(
+        &self,
+        name: &'static str,
+        help: &'static str,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+    ) {
+        self.external.lock().push(ExternalCounter {
+            name,
+            help,
+            read: Box::new(read),
+        });
     }
 
     /// The exposition in `format`.
@@ -314,6 +351,9 @@ impl Metrics {
             "Shared-memory channels started since start.",
             self.channels_opened.load(Relaxed),
         );
+        for counter in self.external.lock().iter() {
+            w.counter(counter.name, counter.help, (counter.read)());
+        }
         if format == Format::OpenMetrics {
             w.out.push_str("# EOF\n");
         }

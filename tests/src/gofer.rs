@@ -32,23 +32,76 @@ impl Gofer {
     /// [`Gofer::start`], with `setup` run on the root before the gofer starts (to mount
     /// something inside it, say).
     pub fn start_after(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
-        Self::launch(binary, Serve::Root, extra, setup)
+        let (dir, root, socket) = Self::prepare();
+        setup(&root);
+        let mut command = Command::new(binary);
+        command
+            .arg("--root")
+            .arg(&root)
+            .arg("--socket")
+            .arg(&socket)
+            // Tests read the gofer's warnings, not its start-up chatter.
+            .args(["--log-level", "warn"])
+            .args(extra);
+        Self::spawn(command, dir, socket)
     }
 
     /// Starts `binary` serving a tree in memory (`--memory`, then `extra`), and waits
     /// until it accepts connections. [`Gofer::root`] is then an empty host directory the
     /// gofer does not serve.
     pub fn start_memory(binary: &str, extra: &[&str]) -> Self {
-        Self::launch(binary, Serve::Memory, extra, |_| {})
+        Self::start_memory_with(binary, false, extra, |_| {})
     }
 
     /// [`Gofer::start_memory`] with `--memory-from` [`Gofer::root`], after `setup` has
     /// filled it: the gofer serves a copy of it in memory.
     pub fn start_memory_from(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
-        Self::launch(binary, Serve::MemoryFrom, extra, setup)
+        Self::start_memory_with(binary, true, extra, setup)
     }
 
-    fn launch(binary: &str, serve: Serve, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
+    fn start_memory_with(
+        binary: &str,
+        from_root: bool,
+        extra: &[&str],
+        setup: impl FnOnce(&Path),
+    ) -> Self {
+        let (dir, root, socket) = Self::prepare();
+        setup(&root);
+        let mut command = Command::new(binary);
+        command.arg("--memory");
+        if from_root {
+            command.arg("--memory-from").arg(&root);
+        }
+        command
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--log-level", "warn"])
+            .args(extra);
+        Self::spawn(command, dir, socket)
+    }
+
+    /// Starts `binary` with `--config`: one mount of the root on the socket, with
+    /// `mount_tail` (more keys and `[[mount.rule]]` tables) after its `root` and
+    /// `socket`, and `top` (say an `[audit]` table, which may name files in `{dir}`, the
+    /// directory holding the root) before it.
+    pub fn start_config(binary: &str, top: &str, mount_tail: &str) -> Self {
+        let (dir, root, socket) = Self::prepare();
+        let config = dir.path().join("gofer.toml");
+        let text = format!(
+            "log_level = \"warn\"\n{top}\n[[mount]]\nname = \"test\"\nroot = \"{root}\"\n\
+             socket = \"{socket}\"\n{mount_tail}\n",
+            top = top.replace("{dir}", &dir.path().display().to_string()),
+            root = root.display(),
+            socket = socket.display(),
+        );
+        fs::write(&config, text).expect("config file");
+        let mut command = Command::new(binary);
+        command.arg("--config").arg(&config);
+        Self::spawn(command, dir, socket)
+    }
+
+    /// A temporary directory with an empty root and the canary; the socket's path.
+    fn prepare() -> (TempDir, PathBuf, PathBuf) {
         let dir = tempfile::Builder::new()
             .prefix("lt")
             .tempdir_in("/tmp")
@@ -58,20 +111,12 @@ impl Gofer {
         fs::create_dir(&root).expect("root dir");
         fs::create_dir(&out).expect("canary dir");
         fs::write(out.join("secret"), b"canary").expect("canary file");
-        setup(&root);
         let socket = dir.path().join("s");
-        let mut command = Command::new(binary);
-        match serve {
-            Serve::Root => command.arg("--root").arg(&root),
-            Serve::Memory => command.arg("--memory"),
-            Serve::MemoryFrom => command.arg("--memory").arg("--memory-from").arg(&root),
-        };
+        (dir, root, socket)
+    }
+
+    fn spawn(mut command: Command, dir: TempDir, socket: PathBuf) -> Self {
         let child = command
-            .arg("--socket")
-            .arg(&socket)
-            // Tests read the gofer's warnings, not its start-up chatter.
-            .args(["--log-level", "warn"])
-            .args(extra)
             .stdin(Stdio::null())
             .spawn()
             .expect("start the gofer");
@@ -210,17 +255,6 @@ impl Gofer {
         let secret = fs::read(out.join("secret")).expect("canary file");
         assert_eq!(secret, b"canary", "the canary file was changed");
     }
-}
-
-/// What [`Gofer::launch`] serves.
-#[derive(Debug, Clone, Copy)]
-enum Serve {
-    /// `--root` the temp directory's `root`.
-    Root,
-    /// `--memory`.
-    Memory,
-    /// `--memory --memory-from` the temp directory's `root`.
-    MemoryFrom,
 }
 
 /// The serving process of a gofer started as `pid`: its only child if it has one (the

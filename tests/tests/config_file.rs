@@ -473,3 +473,54 @@ fn wait_for(file: &Path, count: usize, text: &str) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// Lines the audit log loses are counted on the metrics endpoint: here every line, as the
+/// file refuses each write (`/dev/full`).
+#[test]
+fn lost_audit_lines_are_exported_as_a_metric() {
+    use std::io::{Read as _, Write as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    fs::create_dir(&root).unwrap();
+    let metrics = dir.path().join("metrics.sock");
+    let _gofer = start(
+        dir.path(),
+        &format!(
+            r#"
+log_level = "error"
+metrics_socket = "{metrics}"
+[audit]
+file = "/dev/full"
+[[mount]]
+name = "data"
+root = "{root}"
+socket = "{dir}/s"
+"#,
+            metrics = metrics.display(),
+            root = root.display(),
+            dir = dir.path().display(),
+        ),
+    );
+    let client = connect(&dir.path().join("s"));
+    for name in ["a", "b", "c"] {
+        client.create_dir(name, 0o755).unwrap();
+    }
+    let dropped = || -> Option<u64> {
+        let mut stream = std::os::unix::net::UnixStream::connect(&metrics).ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: gofer\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("lisafs_audit_dropped_total "))?;
+        line.rsplit_once(' ').unwrap().1.parse().ok()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while dropped() != Some(3) {
+        assert!(Instant::now() < deadline, "dropped: {:?}", dropped());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

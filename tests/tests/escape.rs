@@ -8,6 +8,7 @@
 
 use std::fs;
 use std::os::unix::fs::symlink;
+use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -149,6 +150,8 @@ fn mounts_inside_the_root_are_not_crossed_by_default() {
         errno(client.root().walk_stat(&["mnt", "inside-mount"])),
         Errno::EXDEV
     );
+    // The mount point as WalkStat's last component, which is stat'ed without a handle.
+    assert_eq!(errno(client.root().walk_stat(&["mnt"])), Errno::EXDEV);
 }
 
 #[test]
@@ -160,6 +163,9 @@ fn mounts_are_crossed_with_allow_submounts() {
     let client = gofer.client();
     let (status, inodes) = client.root().walk(&["mnt", "inside-mount"]).unwrap();
     assert_eq!((status, inodes.len()), (WalkStatus::Success, 2));
+    let stats = client.root().walk_stat(&["mnt"]).unwrap();
+    let root_ino = fs::metadata(gofer.root().join("mnt")).unwrap().ino();
+    assert_eq!(stats[0].ino, root_ino, "the mounted tmpfs's root");
 }
 
 /// A mount the host makes inside the share after start is never reached: the gofer

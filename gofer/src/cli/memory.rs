@@ -93,7 +93,7 @@ pub(super) fn serve(plan: &Plan, memory: &MemoryPlan, started: Started) -> Resul
     };
     restrict_process(plan, restrictions, &mut layers)?;
     tracing::info!(confinement = layers.join("; "), "confined");
-    let metrics = start_metrics(plan, metrics_listener)?;
+    let metrics = start_metrics(plan, metrics_listener, None)?;
     let mounts = Mounts {
         plan,
         backends: vec![backend],

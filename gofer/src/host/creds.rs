@@ -14,6 +14,7 @@
 //! the gofer keeps root-like access whoever the new file's owner is.
 
 use std::marker::PhantomData;
+use std::sync::OnceLock;
 
 use lisafs_protocol::wire::{Gid, Uid};
 use lisafs_server::BResult;
@@ -46,7 +47,12 @@ struct FsIds {
 
 impl FsIds {
     /// Switches what the client asked for and the thread may; `None` if nothing changes.
+    /// An ID equal to the gofer's own needs no switch: that is what the thread creates
+    /// with already (a root sandbox creating as root saves eleven system calls).
     fn switch(uid: Uid, gid: Gid) -> BResult<Option<Self>> {
+        let (own_uid, own_gid) = own_ids();
+        let uid = if uid.0 == own_uid { Uid::NONE } else { uid };
+        let gid = if gid.0 == own_gid { Gid::NONE } else { gid };
         if uid == Uid::NONE && gid == Gid::NONE {
             return Ok(None);
         }
@@ -74,6 +80,19 @@ impl FsIds {
         }
         Ok(Some(ids))
     }
+}
+
+/// The gofer's effective UID and GID, which a thread's filesystem IDs are outside
+/// [`create_as`]. They never change while it serves; the backend reads them first when it
+/// is made, before the process confines itself.
+pub(super) fn own_ids() -> (u32, u32) {
+    static OWN: OnceLock<(u32, u32)> = OnceLock::new();
+    *OWN.get_or_init(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    })
 }
 
 impl Drop for FsIds {

@@ -18,10 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use lisafs_protocol::wire::{Errno, Statx};
 use lisafs_server::{refused, BResult, Refusal};
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, StatxAttributes, StatxFlags};
 use rustix::path::DecInt;
 
-use super::file::{stat_fd, FileId, FileKind, HostFile};
+use super::file::{stat_fd, wire_statx, FileId, FileKind, HostFile};
 
 /// Whether Unix socket addresses name `/proc/self/fd` entries relative to the working
 /// directory (which is then that directory) instead of by absolute path; see
@@ -135,6 +135,24 @@ impl Resolver {
             }
         }
         Ok(fd)
+    }
+
+    /// [`Resolver::lookup_file`]'s attributes without the handle: one `statx` of the
+    /// component from `dir`, not following a symlink, instead of `openat2` + `statx` +
+    /// `close`. A single validated name cannot climb or follow anything; the one thing
+    /// `RESOLVE_NO_XDEV` would still catch, a mount on that name, shows as
+    /// `STATX_ATTR_MOUNT_ROOT`, and then (or if the kernel cannot say) the walk decides.
+    pub(crate) fn stat_child(&self, dir: &HostFile, name: &[u8]) -> BResult<Statx> {
+        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT;
+        let mask = StatxFlags::BASIC_STATS | StatxFlags::BTIME;
+        let st = rustix::fs::statx(dir, name, flags, mask)?;
+        let root = StatxAttributes::MOUNT_ROOT;
+        if !st.stx_attributes_mask.contains(root) || st.stx_attributes.contains(root) {
+            return self.lookup_file(dir, name).map(|(_, stat)| stat);
+        }
+        let stat = wire_statx(&st);
+        FileKind::from_mode(stat.mode)?;
+        Ok(stat)
     }
 
     /// [`Resolver::lookup`] plus the type policy: the child's handle and attributes.

@@ -26,7 +26,8 @@ impl<B: Backend> Connection<B> {
         Ok(PWriteResp { count })
     }
 
-    pub(crate) fn pread(&self, req: PReadReq) -> Result<PReadResp, Errno> {
+    /// PRead, its response encoded into `out` with the data read straight into place.
+    pub(crate) fn pread(&self, req: PReadReq, out: &mut Vec<u8>) -> Result<(), Errno> {
         // In 64 bits: gVisor's 32-bit sum wraps for counts near u32::MAX.
         if 8 + u64::from(req.count) > u64::from(MAX_MESSAGE_SIZE) {
             return Err(Errno::ENOBUFS);
@@ -35,17 +36,14 @@ impl<B: Backend> Connection<B> {
         if !fd.readable {
             return Err(Errno::EBADF);
         }
-        let mut data = vec![0u8; req.count as usize];
         let _node = fd.control.node.lock.read();
-        let n = self
-            .server
-            .backend()
-            .read(&fd.open, req.offset, &mut data)?;
-        data.truncate(n);
+        let n = PReadResp::encode_read(out, req.count as usize, |data| {
+            self.server.backend().read(&fd.open, req.offset, data)
+        })?;
         if let Some(metrics) = self.server.metrics() {
             metrics.add_read(n);
         }
-        Ok(PReadResp { data })
+        Ok(())
     }
 
     pub(crate) fn fallocate(&self, req: FAllocateReq) -> Result<FAllocateResp, Errno> {

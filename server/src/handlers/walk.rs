@@ -101,6 +101,16 @@ impl<B: Backend> Connection<B> {
         let mut owned = None;
         for (i, name) in names.iter().enumerate() {
             let dir = owned.as_ref().unwrap_or(&start.file);
+            let last = i + 1 == names.len();
+            if last {
+                // No handle needed past the last component.
+                match backend.stat_at(dir, *name) {
+                    Ok(stat) => stats.push(stat),
+                    Err(Errno::ENOENT) => {}
+                    Err(errno) => return Err(errno),
+                }
+                break;
+            }
             let node = match backend.walk(dir, *name) {
                 Ok(node) => node,
                 Err(Errno::ENOENT) => break,
@@ -108,8 +118,7 @@ impl<B: Backend> Connection<B> {
             };
             let file_type = node.stat.mode & S_IFMT;
             stats.push(node.stat);
-            let last = i + 1 == names.len();
-            if file_type == S_IFLNK || last {
+            if file_type == S_IFLNK {
                 break;
             }
             if file_type != S_IFDIR {

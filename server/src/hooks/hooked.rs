@@ -46,6 +46,26 @@ impl<B: Backend, H: Hook> Hooked<B, H> {
         result
     }
 
+    /// A walk's step to `name` in `dir` (Walk, WalkStat): refused as absent if the hook
+    /// hides the entry, else `look` if the hook allows it.
+    fn look_up<T>(
+        &self,
+        dir: &HFile<B>,
+        name: Name<'_>,
+        look: impl FnOnce() -> BResult<T>,
+    ) -> BResult<T> {
+        let dir_path = self.path_of(&dir.file);
+        let dir_op = Op::lazy("Walk", OpClass::Stat, &dir_path);
+        // The entry's path reuses the directory's, so hides and before share one lookup.
+        let entry = || join(dir_op.path(), name);
+        let op = Op::lazy("Walk", OpClass::Stat, &entry);
+        if self.hook.hides(&dir_op, name.as_bytes()) {
+            self.hook.after(&op, Err(Errno::ENOENT));
+            return Err(Errno::ENOENT);
+        }
+        self.run(&op, look)
+    }
+
     /// A lazy source of `file`'s current path.
     fn path_of<'a>(&'a self, file: &'a B::File) -> impl Fn() -> Option<PathBuf> + 'a {
         move || self.inner.path(file)
@@ -208,16 +228,12 @@ impl<B: Backend, H: Hook> Backend for Hooked<B, H> {
     }
 
     fn walk(&self, dir: &HFile<B>, name: Name<'_>) -> BResult<Node<HFile<B>>> {
-        let dir_path = self.path_of(&dir.file);
-        let dir_op = Op::lazy("Walk", OpClass::Stat, &dir_path);
-        // The entry's path reuses the directory's, so hides and before share one lookup.
-        let entry = || join(dir_op.path(), name);
-        let op = Op::lazy("Walk", OpClass::Stat, &entry);
-        if self.hook.hides(&dir_op, name.as_bytes()) {
-            self.hook.after(&op, Err(Errno::ENOENT));
-            return Err(Errno::ENOENT);
-        }
-        self.run(&op, || self.inner.walk(&dir.file, name)).map(wrap)
+        self.look_up(dir, name, || self.inner.walk(&dir.file, name))
+            .map(wrap)
+    }
+
+    fn stat_at(&self, dir: &HFile<B>, name: Name<'_>) -> BResult<Statx> {
+        self.look_up(dir, name, || self.inner.stat_at(&dir.file, name))
     }
 
     fn open(&self, file: &HFile<B>, flags: OpenFlags) -> BResult<Opened<HOpen<B>>> {

@@ -276,3 +276,33 @@ fn a_fresh_set_renders_zeros_and_no_per_mid_series() {
     );
     assert_eq!(text.matches("# TYPE ").count(), 10);
 }
+
+#[test]
+fn added_counters_are_read_at_each_rendering_in_both_formats() {
+    let metrics = Metrics::new();
+    let kept = std::sync::Arc::new(AtomicU64::new(3));
+    let read = std::sync::Arc::clone(&kept);
+    metrics.add_counter("lisafs_things_lost", "Things lost.", move || {
+        read.load(Relaxed)
+    });
+    let text = metrics.render(Format::Prometheus);
+    assert!(
+        text.contains("# TYPE lisafs_things_lost_total counter\n"),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples(&text), "lisafs_things_lost_total", &[]),
+        Some(3.0)
+    );
+    kept.store(7, Relaxed);
+    let text = metrics.render(Format::OpenMetrics);
+    assert!(
+        text.contains("# TYPE lisafs_things_lost counter\n"),
+        "{text}"
+    );
+    assert_eq!(
+        value(&samples(&text), "lisafs_things_lost_total", &[]),
+        Some(7.0)
+    );
+    assert!(text.ends_with("# EOF\n"));
+}

@@ -45,7 +45,7 @@ pub(crate) fn sample(gofer: u32) -> Sample {
 
 /// The sum of the first `fields` CPU-time fields (utime, stime, cutime, cstime) of
 /// `/proc/PID/stat`.
-fn process_ticks(pid: &str, fields: usize) -> u64 {
+pub(crate) fn process_ticks(pid: &str, fields: usize) -> u64 {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0;
     };

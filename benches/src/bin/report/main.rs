@@ -13,6 +13,7 @@
 //! threads sharing one client. Tables go to standard output, progress to standard error.
 //! It never fails on a number: there are no thresholds here, only measurements.
 
+mod busy;
 mod confinement;
 mod cpu;
 mod fixture;
@@ -88,7 +89,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: report [--secs S] [--gofer PATH] [--only KEY,...] [--spin-us N]\n\
                      KEY: floors fstat walkstat open pwrite getdents mkdir pread threads\n\
-                     \x20    sandbox metrics hooks\n\
+                     \x20    sandbox metrics hooks busy\n\
                      Measures lisafs against native syscalls; see benches/README.md."
                         .into(),
                 )
@@ -107,7 +108,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match &args.peer {
+    let result = match args.peer.as_deref() {
+        Some("hog") => busy::hog_main(),
         Some(kind) => floors::peer_main(kind),
         None => report(&args),
     };
@@ -275,8 +277,18 @@ fn report(args: &Args) -> Result<(), BoxError> {
         false => None,
     };
 
+    let busy = match args.wants("busy") {
+        true => Some(busy::measure(
+            &gofer_bin,
+            &root,
+            scratch.path(),
+            defaults,
+            &budget,
+        )?),
+        false => None,
+    };
     let hooks = match args.wants("hooks") {
-        true => hooks::measure(&root, defaults, &budget)?,
+        true => hooks::measure(&root, scratch.path(), defaults, &budget)?,
         false => Vec::new(),
     };
 
@@ -296,6 +308,9 @@ fn report(args: &Args) -> Result<(), BoxError> {
     }
     if let Some(metrics) = &metrics {
         metrics::render(&mut out, metrics);
+    }
+    if let Some(busy) = &busy {
+        busy::render(&mut out, busy);
     }
     if !hooks.is_empty() {
         hooks::render(&mut out, &hooks);

@@ -45,6 +45,38 @@ pub struct PReadResp {
     pub data: Vec<u8>,
 }
 
+impl PReadResp {
+    /// Encodes into `out` (replacing what it held) the response to a read of up to
+    /// `count` bytes, which `read` reads straight into place and counts; returns that
+    /// count. A count larger than the room given is clamped. `out`'s old bytes are
+    /// overwritten, not cleared first: a buffer that already held a response this large
+    /// is not zero-filled again for each read.
+    pub fn encode_read<E>(
+        out: &mut Vec<u8>,
+        count: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        out.resize(8 + count, 0);
+        let n = match read(&mut out[8..]) {
+            Ok(n) => n.min(count),
+            Err(err) => {
+                out.clear();
+                return Err(err);
+            }
+        };
+        out.truncate(8 + n);
+        out[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        Ok(n)
+    }
+
+    /// The data of an encoded response, borrowed from `payload`.
+    pub fn decode_data(payload: &[u8]) -> Result<&[u8], DecodeError> {
+        let mut dec = Decoder::new(payload);
+        let len = usize::try_from(u64::decode(&mut dec)?).unwrap_or(usize::MAX);
+        dec.take(len)
+    }
+}
+
 impl Wire for PReadResp {
     const MIN_SIZE: usize = 8;
 
@@ -102,4 +134,39 @@ fixed_wire! {
 wire_struct! {
     /// FAllocate response: empty.
     pub struct FAllocateResp {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::codec::decode;
+
+    #[test]
+    fn a_read_encoded_in_place_is_the_typed_encoding() {
+        // A buffer that held a longer response: its stale bytes must not survive.
+        let mut out = vec![0xee; 64];
+        let n = PReadResp::encode_read(&mut out, 16, |data| {
+            data[..5].copy_from_slice(b"hello");
+            Ok::<_, ()>(5)
+        });
+        assert_eq!(n, Ok(5));
+        // The wire vector of SPEC.md §6.12.
+        assert_eq!(out, b"\x05\0\0\0\0\0\0\0hello");
+        assert_eq!(decode::<PReadResp>(&out).unwrap().data, b"hello");
+        assert_eq!(PReadResp::decode_data(&out), Ok(&b"hello"[..]));
+        // A reader that claims more than it was given is held to the room.
+        let n = PReadResp::encode_read(&mut out, 4, |_| Ok::<_, ()>(usize::MAX));
+        assert_eq!((n, out.len()), (Ok(4), 12));
+        // A failed read leaves nothing.
+        assert_eq!(PReadResp::encode_read(&mut out, 4, |_| Err(7)), Err(7));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn borrowed_data_is_bounds_checked() {
+        assert!(PReadResp::decode_data(b"\x05\0\0\0\0\0\0\0hell").is_err());
+        assert!(PReadResp::decode_data(b"\x05\0\0").is_err());
+        let huge = u64::MAX.to_le_bytes();
+        assert!(PReadResp::decode_data(&huge).is_err());
+    }
 }
