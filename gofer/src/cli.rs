@@ -3,7 +3,7 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,6 +12,7 @@ use lisafs_protocol::wire::Errno;
 use lisafs_server::hooks::Hook;
 use lisafs_server::{Backend, Hooked, Metrics, Server};
 use rustix::fs::{Mode, OFlags};
+use rustix::thread::CapabilitySet;
 use tracing_subscriber::EnvFilter;
 
 use crate::audit::{Audit, AuditOptions, AuditTarget};
@@ -25,6 +26,8 @@ use crate::sandbox::{landlock, namespace, privileges, seccomp, share};
 use crate::service::reload::{Reload, ReloadPaths};
 use crate::service::serve::{self, Ended, Served, StopSignals};
 use crate::service::{listener, systemd, Notifier, SocketFile, Source};
+
+mod memory;
 
 /// Why the gofer could not start or stopped serving. Each message is one line naming the
 /// flag at fault.
@@ -122,8 +125,9 @@ pub fn run(config: &Config) -> Result<(), StartError> {
     serve_plan(plan)
 }
 
-/// Confines the process around the shares, then serves until every connection source has
-/// closed (connected sockets) or a stop signal arrives.
+/// Confines the process around the shares (or, with `--memory`, around an empty root),
+/// then serves until every connection source has closed (connected sockets) or a stop
+/// signal arrives.
 ///
 /// The order matters: inherited FDs other than the connections are closed first; the
 /// connection sources (and systemd's notification socket) are opened while host paths and
@@ -133,7 +137,37 @@ pub fn run(config: &Config) -> Result<(), StartError> {
 /// on one thread, so every connection thread inherits them.
 fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
     init_logging(plan.log_level, plan.log_format);
-    take_activation(&mut plan)?;
+    let started = start(&mut plan)?;
+    match plan.mounts.as_slice() {
+        [MountPlan {
+            memory: Some(memory),
+            ..
+        }] => memory::serve(&plan, memory, started),
+        _ => serve_host(&plan, started),
+    }
+}
+
+/// What [`start`] leaves for serving: the process is in its namespaces (and, supervised,
+/// the forked child), but not yet confined to a root.
+struct Started {
+    sources: Vec<Source>,
+    metrics_listener: Option<OwnedFd>,
+    audit: Option<Audit>,
+    reload_paths: Option<ReloadPaths>,
+    readiness: Readiness,
+    signals: StopSignals,
+    /// Per mount: most connections at once.
+    limits: Vec<usize>,
+    /// Per mount: the per-connection FD cap.
+    max_fds: Vec<usize>,
+    /// Per memory mount: the FDs set aside for its files (one memfd each).
+    file_fds: Vec<Option<u64>>,
+}
+
+/// The start-up every backend shares: connection sources, the audit file, the namespaces
+/// and the supervising fork, stop signals, FD limits, and private mounts.
+fn start(plan: &mut Plan) -> Result<Started, StartError> {
+    take_activation(plan)?;
     let inherited: Vec<_> = plan
         .mounts
         .iter()
@@ -185,7 +219,7 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         }
         None => None,
     };
-    let ((sources, metrics_listener, audit), mut readiness) = match plan.sandbox {
+    let ((sources, metrics_listener, audit), readiness) = match plan.sandbox {
         SandboxMode::None => (
             (sources, metrics_listener, audit),
             Readiness::Direct(notifier, socket_files),
@@ -218,22 +252,56 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
         })
         .collect();
     let total = limits.iter().sum();
-    // Before seccomp, which refuses setrlimit.
-    let max_fds = plan
-        .mounts
-        .iter()
-        .map(|mount| limits::plan(mount.max_fds, total))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| StartError::Limits(err.to_string()))?;
+    // Before seccomp, which refuses setrlimit. A memory mount's files hold FDs of their
+    // own (memfds): half the limit is set aside for them.
+    let budgets =
+        plan.mounts
+            .iter()
+            .map(|mount| match mount.memory {
+                Some(_) => limits::plan_with_files(mount.max_fds, total)
+                    .map(|(cap, files)| (cap, Some(files))),
+                None => limits::plan(mount.max_fds, total).map(|cap| (cap, None)),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|err| StartError::Limits(err.to_string()))?;
+    let (max_fds, file_fds) = budgets.into_iter().unzip();
     if plan.sandbox == SandboxMode::Namespace {
         namespace::private_mounts().map_err(|err| sandbox_error("--sandbox namespace", &err))?;
     }
+    Ok(Started {
+        sources,
+        metrics_listener,
+        audit,
+        reload_paths,
+        readiness,
+        signals,
+        limits,
+        max_fds,
+        file_fds,
+    })
+}
+
+/// Serves host directories: each mount's share as a detached mount, the first as the
+/// process root, then the config file's policy hooks if there is one.
+fn serve_host(plan: &Plan, started: Started) -> Result<(), StartError> {
+    let Started {
+        sources,
+        metrics_listener,
+        audit,
+        reload_paths,
+        mut readiness,
+        signals,
+        limits,
+        max_fds,
+        file_fds: _,
+    } = started;
     let mut shares = Vec::new();
     for mount in &plan.mounts {
         shares.push(open_share(mount, plan.sandbox)?);
     }
     let mut layers = Vec::new();
-    confine_root(&plan, shares[0].0.as_fd(), &mut layers)?;
+    let root = Some((shares[0].0.as_fd(), plan.mounts[0].root.as_path()));
+    confine_root(plan.sandbox, root, "the share", &mut layers)?;
     let mut backends = Vec::new();
     for (mount, (root, share)) in plan.mounts.iter().zip(shares) {
         let backend =
@@ -247,25 +315,25 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
     backends[0]
         .name_sockets_from_cwd()
         .map_err(|err| sandbox_error("the /proc/self/fd handle", &err))?;
-    restrict_process(&plan, &backends, &mut layers)?;
+    let any = |f: fn(&crate::host::HostOptions) -> bool| backends.iter().any(|b| f(b.options()));
+    let restrictions = Restrictions {
+        keep: privileges::needed(any(|o| o.allow_setid), any(|o| o.mknod.devices())),
+        landlock_roots: backends
+            .iter()
+            .zip(&plan.mounts)
+            .map(|(backend, mount)| (backend.root_fd(), mount.readonly))
+            .collect(),
+        features: seccomp::Features {
+            uds_connect: any(|o| o.uds_connect),
+            uds_create: any(|o| o.uds_create),
+            peer_credentials: plan.audit.is_some(),
+        },
+    };
+    restrict_process(plan, restrictions, &mut layers)?;
     tracing::info!(confinement = layers.join("; "), "confined");
-    let metrics = plan.metrics().then(|| Arc::new(Metrics::default()));
-    if let (Some(metrics), Some(audit)) = (&metrics, &audit) {
-        metrics.add_counter(
-            "lisafs_audit_dropped",
-            "Audit log lines lost: dropped from a full queue, or refused by the file.",
-            audit.dropped_counter(),
-        );
-    }
-    if let (Some(listener), Some(metrics)) = (metrics_listener, &metrics) {
-        crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
-            StartError::Serve {
-                reason: format!("the metrics thread: {}", os_reason(&err)),
-            }
-        })?;
-    }
+    let metrics = start_metrics(plan, metrics_listener, audit.as_ref())?;
     let mounts = Mounts {
-        plan: &plan,
+        plan,
         backends,
         sources,
         limits,
@@ -290,7 +358,7 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
                 })?;
             }
             let reload = Arc::new(Reload::new(
-                &plan,
+                plan,
                 file.clone(),
                 rules.clone(),
                 audit.as_ref().map(Audit::switch),
@@ -319,6 +387,36 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
             || readiness.ready(),
         ),
     };
+    finish(serving, &mut readiness)
+}
+
+/// Starts the metrics endpoint if `--metrics-socket` asked for one; the metrics the
+/// servers record into.
+fn start_metrics(
+    plan: &Plan,
+    listener: Option<OwnedFd>,
+    audit: Option<&Audit>,
+) -> Result<Option<Arc<Metrics>>, StartError> {
+    let metrics = plan.metrics().then(|| Arc::new(Metrics::default()));
+    if let (Some(metrics), Some(audit)) = (&metrics, audit) {
+        metrics.add_counter(
+            "lisafs_audit_dropped",
+            "Audit log lines lost: dropped from a full queue, or refused by the file.",
+            audit.dropped_counter(),
+        );
+    }
+    if let (Some(listener), Some(metrics)) = (listener, &metrics) {
+        crate::metrics_endpoint::spawn(listener, Arc::clone(metrics)).map_err(|err| {
+            StartError::Serve {
+                reason: format!("the metrics thread: {}", os_reason(&err)),
+            }
+        })?;
+    }
+    Ok(metrics)
+}
+
+/// Logs how serving ended, and lets the parent or systemd know.
+fn finish(serving: io::Result<Ended>, readiness: &mut Readiness) -> Result<(), StartError> {
     let ended = serving.map_err(|err| StartError::Serve {
         reason: os_reason(&err),
     })?;
@@ -338,18 +436,30 @@ fn serve_plan(mut plan: Plan) -> Result<(), StartError> {
 }
 
 /// What the mounts are served with, once the process is confined.
-struct Mounts<'a> {
+struct Mounts<'a, B> {
     plan: &'a Plan,
-    backends: Vec<HostBackend>,
+    backends: Vec<B>,
     sources: Vec<Source>,
     limits: Vec<usize>,
     max_fds: Vec<usize>,
     metrics: Option<Arc<Metrics>>,
 }
 
-impl Mounts<'_> {
+/// What the "serving" log line says about a mount's backend.
+trait Describe {
+    /// Its settings, in one line.
+    fn describe(&self) -> String;
+}
+
+impl Describe for HostBackend {
+    fn describe(&self) -> String {
+        format!("{:?}", self.options())
+    }
+}
+
+impl<B: Describe> Mounts<'_, B> {
     /// A server per mount, over its backend as `wrap` makes it (adding hooks, say).
-    fn servers<B: Backend>(self, wrap: impl Fn(HostBackend, usize, &str) -> B) -> Vec<Served<B>> {
+    fn servers<W: Backend>(self, wrap: impl Fn(B, usize, &str) -> W) -> Vec<Served<W>> {
         let each = self
             .backends
             .into_iter()
@@ -363,7 +473,7 @@ impl Mounts<'_> {
             tracing::info!(
                 mount = mount.name,
                 root = %mount.root.display(),
-                options = ?backend.options(),
+                options = %backend.describe(),
                 max_fds,
                 "serving"
             );
@@ -426,17 +536,25 @@ fn root_subject(mount: &MountPlan) -> String {
     }
 }
 
-/// Fails as serving would if `mount`'s root is not a directory that can be opened.
+/// Fails as serving would if `mount`'s root (or the directory `--memory-from` copies) is
+/// not a directory that can be opened.
 fn check_root(mount: &MountPlan) -> Result<(), StartError> {
+    let (subject, path) = match &mount.memory {
+        Some(memory) => match &memory.from {
+            Some(from) => ("--memory-from".to_string(), from),
+            None => return Ok(()),
+        },
+        None => (root_subject(mount), &mount.root),
+    };
     rustix::fs::open(
-        &mount.root,
+        path,
         OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
         Mode::empty(),
     )
     .map(drop)
     .map_err(|err| StartError::Root {
-        subject: root_subject(mount),
-        path: mount.root.clone(),
+        subject,
+        path: path.clone(),
         reason: os_reason(&err.into()),
     })
 }
@@ -557,50 +675,62 @@ fn open_share(
     }
 }
 
-/// Makes the first mount's share the process root as `--sandbox` says, after opening the
-/// `/proc/self/fd` handle that outlives the old root. Other shares stay detached, reachable
-/// only through the FDs their backends hold.
+/// Makes `root` the process root as `--sandbox` says (attached at its mount point for the
+/// pivot), after opening the `/proc/self/fd` handle that outlives the old root. `what`
+/// names the root in the log. Other shares stay detached, reachable only through the FDs
+/// their backends hold. `root` is `None` only with `--sandbox none`.
 fn confine_root(
-    plan: &Plan,
-    root: BorrowedFd<'_>,
+    sandbox: SandboxMode,
+    root: Option<(BorrowedFd<'_>, &Path)>,
+    what: &str,
     layers: &mut Vec<String>,
 ) -> Result<(), StartError> {
     rustix_linux_procfs::proc_self_fd().map_err(|err| sandbox_error("procfs", &err.into()))?;
-    match plan.sandbox {
-        SandboxMode::Namespace => {
-            namespace::pivot_into(root, &plan.mounts[0].root)
+    match (sandbox, root) {
+        (SandboxMode::Namespace, Some((root, mountpoint))) => {
+            namespace::pivot_into(root, mountpoint)
                 .map_err(|err| sandbox_error("--sandbox namespace", &err))?;
-            layers.push("namespaces mnt,pid,ipc,uts,net; pivot_root into the share".into());
+            layers.push(format!(
+                "namespaces mnt,pid,ipc,uts,net; pivot_root into {what}"
+            ));
         }
-        SandboxMode::Chroot => {
+        (SandboxMode::Chroot, Some((root, _))) => {
             namespace::chroot_into(root).map_err(|err| sandbox_error("--sandbox chroot", &err))?;
-            layers.push("chroot into the share".into());
+            layers.push(format!("chroot into {what}"));
         }
-        SandboxMode::None => {
+        (SandboxMode::None, _) => {
             tracing::warn!("--sandbox none: the gofer runs in the host's namespaces and root");
+        }
+        (_, None) => {
+            return Err(StartError::Sandbox {
+                reason: "no root to confine the gofer to".into(),
+            })
         }
     }
     Ok(())
 }
 
-/// Capabilities, Landlock and seccomp: the layers every thread inherits, enough for what
-/// any mount enables.
+/// What [`restrict_process`] leaves the process: enough for every mount's features.
+struct Restrictions<'a> {
+    /// The capabilities kept.
+    keep: CapabilitySet,
+    /// The trees Landlock allows (read-only where marked), unless `--sandbox none`.
+    landlock_roots: Vec<(BorrowedFd<'a>, bool)>,
+    /// The optional system-call sets seccomp allows.
+    features: seccomp::Features,
+}
+
+/// Capabilities, Landlock and seccomp: the layers every thread inherits.
 fn restrict_process(
     plan: &Plan,
-    backends: &[HostBackend],
+    restrictions: Restrictions<'_>,
     layers: &mut Vec<String>,
 ) -> Result<(), StartError> {
-    let any = |f: fn(&crate::host::HostOptions) -> bool| backends.iter().any(|b| f(b.options()));
-    let keep = privileges::needed(any(|o| o.allow_setid), any(|o| o.mknod.devices()));
+    let keep = restrictions.keep;
     privileges::restrict(keep).map_err(|err| sandbox_error("capabilities", &err))?;
     layers.push(format!("capabilities {keep:?}; no groups; not dumpable"));
     if plan.sandbox != SandboxMode::None {
-        let roots: Vec<_> = backends
-            .iter()
-            .zip(&plan.mounts)
-            .map(|(backend, mount)| (backend.root_fd(), mount.readonly))
-            .collect();
-        match landlock::restrict_to(&roots) {
+        match landlock::restrict_to(&restrictions.landlock_roots) {
             Ok(status) => layers.push(format!("landlock {status:?}")),
             Err(err) => {
                 return Err(StartError::Sandbox {
@@ -609,12 +739,8 @@ fn restrict_process(
             }
         }
     }
-    let features = seccomp::Features {
-        uds_connect: any(|o| o.uds_connect),
-        uds_create: any(|o| o.uds_create),
-        peer_credentials: plan.audit.is_some(),
-    };
-    seccomp::install(plan.seccomp, features).map_err(|err| sandbox_error("--seccomp", &err))?;
+    seccomp::install(plan.seccomp, restrictions.features)
+        .map_err(|err| sandbox_error("--seccomp", &err))?;
     layers.push(format!("seccomp {:?}", plan.seccomp));
     Ok(())
 }

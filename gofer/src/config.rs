@@ -24,8 +24,35 @@ use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
 pub struct Config {
     /// Directory to serve. It is opened once at startup; later changes to the path (a
     /// rename, a symlink swap) do not change what is served.
-    #[arg(long, value_name = "DIR", required_unless_present = "config")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["config", "memory"])]
+    // `requires = "memory"` on the memory flags lets them through: a `bool` flag counts as
+    // present with its default. Conflicting here is what refuses them beside --root.
+    #[arg(conflicts_with_all = ["memory_size", "memory_from"])]
     pub root: Option<PathBuf>,
+
+    /// Serve a tree held in the gofer's memory instead of a host directory: nothing is
+    /// read from or written to the host disk (but --memory-from), and everything is gone
+    /// when the gofer exits. Regular files are memfds, donated as host files are.
+    /// BindAt, Listen, Accept and Connect are EOPNOTSUPP. Confinement is the same, with
+    /// an empty read-only tmpfs as the process root. Not with --config.
+    #[arg(long, conflicts_with_all = NOT_WITH_MEMORY)]
+    pub memory: bool,
+
+    /// With --memory: the most bytes of file data, symlink targets and extended
+    /// attributes the tree may hold (file sizes rounded up to 4 KiB blocks), with a
+    /// suffix K, M, G or T for KiB, MiB, GiB, TiB (64M, 1G); ENOSPC beyond it, and
+    /// StatFS reports it. The tree may hold one file per KiB of it, and no more than half
+    /// the open-file limit (each regular file is a memfd). By default half the physical
+    /// memory, as tmpfs.
+    #[arg(long, value_name = "SIZE", requires = "memory", value_parser = parse_size)]
+    pub memory_size: Option<u64>,
+
+    /// With --memory: copy the host directory DIR into the tree at start (read only, by
+    /// FDs; symlinks are copied as links and never followed; modes, owners and times are
+    /// kept, extended attributes are not). Later changes on either side do not reach the
+    /// other.
+    #[arg(long, value_name = "DIR", requires = "memory")]
+    pub memory_from: Option<PathBuf>,
 
     /// Serve every mount of a TOML config file (README.md has the schema) from this one
     /// process, instead of the one mount --root and the other flags describe.
@@ -148,8 +175,11 @@ pub struct Config {
 /// The flags that describe the one mount of the command line: `--config` describes its
 /// mounts itself. (Process-wide flags, `--log-level` say, are in the file too.)
 #[cfg(feature = "cli")]
-const MOUNT_FLAGS: [&str; 20] = [
+const MOUNT_FLAGS: [&str; 23] = [
     "root",
+    "memory",
+    "memory_size",
+    "memory_from",
     "socket",
     "fd",
     "readonly",
@@ -170,6 +200,50 @@ const MOUNT_FLAGS: [&str; 20] = [
     "log_format",
     "metrics_socket",
 ];
+
+/// The flags `--memory` excludes: a host root, the host backend's own policy (the memory
+/// tree keeps xattrs of every namespace, set-ID bits as set, and every kind of node, all
+/// inert for the host), and `--config`.
+#[cfg(feature = "cli")]
+const NOT_WITH_MEMORY: [&str; 9] = [
+    "root",
+    "donate_mount_fd",
+    "host_uds",
+    "host_fifo",
+    "allow_submounts",
+    "allow_setid",
+    "xattr",
+    "mknod",
+    "config",
+];
+
+/// `--memory-size`: a byte count with an optional binary suffix (K, M, G, T), above 0.
+#[cfg(feature = "cli")]
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let (digits, shift) = match text.char_indices().last() {
+        Some((at, suffix)) if suffix.is_ascii_alphabetic() => {
+            let shift = match suffix.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(format!("unknown suffix {suffix:?}: use K, M, G or T")),
+            };
+            (&text[..at], shift)
+        }
+        _ => (text, 0),
+    };
+    let count: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size like 4096, 64M or 1G"))?;
+    let bytes = count
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))?;
+    if bytes == 0 {
+        return Err("the size must be above 0".into());
+    }
+    Ok(bytes)
+}
 
 /// The part of `--help` after the options: what the flags do not say.
 #[cfg(feature = "cli")]
@@ -374,6 +448,51 @@ mod tests {
         // Neither parses: systemd may pass the socket (checked at start, `cli::run`).
         assert!(parse(&["--root", "/srv"]).is_ok());
         assert!(parse(&["--root", "/srv", "--socket", "/s", "--fd", "3"]).is_err());
+    }
+
+    #[test]
+    fn memory_sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64M"), Ok(64 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert_eq!(parse_size("2T"), Ok(2 << 40));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        for bad in [
+            "",
+            "0",
+            "0M",
+            "M",
+            "1.5G",
+            "-1",
+            "12Q",
+            "1GB",
+            "99999999999T",
+        ] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn memory_replaces_the_root_and_the_host_policy() {
+        let config = parse(&["--memory", "--memory-size", "1G", "--fd", "3"]).unwrap();
+        assert!(config.memory && config.root.is_none());
+        assert_eq!(config.memory_size, Some(1 << 30));
+        assert!(parse(&[
+            "--memory",
+            "--memory-from",
+            "/srv",
+            "--readonly",
+            "--fd",
+            "3"
+        ])
+        .is_ok());
+        assert!(parse(&["--memory", "--root", "/srv", "--fd", "3"]).is_err());
+        assert!(parse(&["--memory", "--mknod", "fifo", "--fd", "3"]).is_err());
+        assert!(parse(&["--memory", "--config", "/g.toml"]).is_err());
+        // The memory flags need --memory, and never go with a root.
+        assert!(parse(&["--memory-size", "1G", "--fd", "3"]).is_err());
+        assert!(parse(&["--root", "/srv", "--memory-from", "/x", "--fd", "3"]).is_err());
+        assert!(parse(&["--root", "/srv", "--memory-size", "1M", "--fd", "3"]).is_err());
     }
 
     #[test]

@@ -3,9 +3,12 @@
 //!
 //! * [`host`]: the [`HostBackend`](host::HostBackend), the `lisafs_server::Backend` that
 //!   does the host work and applies the host-side policy (SPEC.md §7.11).
+//! * [`memory`]: the [`MemoryBackend`](memory::MemoryBackend), the other `Backend`: a
+//!   whole tree in the gofer's memory (`gofer --memory`), regular files in memfds.
 //! * [`config`]: the `gofer` command line, and the option enums it parses into.
 //! * [`cli`]: the program: start-up in order (namespaces, the share as a detached mount,
-//!   the pivot, capabilities, Landlock, seccomp; SPEC.md §13) and the serving loops.
+//!   the pivot, capabilities, Landlock, seccomp; SPEC.md §13) and the serving loops, for
+//!   either backend.
 //! * [`limits`]: the open-file limit and the per-connection FD cap that fits in it.
 //! * [`plan`]: what one process serves, from the flags or a `--config` file.
 //! * [`metrics_endpoint`]: `--metrics-socket`, the server's metrics over HTTP on a Unix
@@ -28,6 +31,7 @@ pub mod cli;
 pub mod config;
 pub mod host;
 pub mod limits;
+pub mod memory;
 pub mod metrics_endpoint;
 #[cfg(feature = "cli")]
 pub mod plan;

@@ -37,7 +37,26 @@ pub struct BudgetError {
 /// Raises `RLIMIT_NOFILE` as far as allowed (both soft and hard are set, explicitly) and
 /// returns the per-connection FDID cap: `max_fds` if it fits, or by default all that fits.
 pub fn plan(max_fds: Option<usize>, connections: usize) -> Result<usize, BudgetError> {
+    budget(max_fds, connections, raise_nofile())
+}
+
+/// [`plan`] for a backend that holds host FDs of its own besides the FDIDs' (the memory
+/// backend: one memfd per regular file): half the open-file limit is set aside for them,
+/// and the connections share the other half. Returns the per-connection cap and the FDs
+/// set aside, so that the backend can refuse files beyond them (`ENOSPC`) before the
+/// gofer runs out of FDs for connections, channels and opens.
+pub fn plan_with_files(
+    max_fds: Option<usize>,
+    connections: usize,
+) -> Result<(usize, u64), BudgetError> {
     let limit = raise_nofile();
+    let files = limit / 2;
+    let cap = budget(max_fds, connections, limit - files)?;
+    Ok((cap, files))
+}
+
+/// The per-connection cap that fits `connections` in `limit` FDs.
+fn budget(max_fds: Option<usize>, connections: usize, limit: u64) -> Result<usize, BudgetError> {
     let connections_u64 = u64::try_from(connections.max(1)).unwrap_or(u64::MAX);
     let fits = limit.saturating_sub(RESERVE) / connections_u64;
     let fits = usize::try_from(fits.saturating_sub(PER_CONNECTION)).unwrap_or(usize::MAX);
@@ -83,10 +102,20 @@ fn raise_nofile() -> u64 {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)] // Tests fail by panicking.
+
     use super::*;
 
     #[test]
     fn needed_counts_every_connection_and_the_reserve() {
         assert_eq!(needed(100, 2), 2 * (100 + PER_CONNECTION) + RESERVE);
+    }
+
+    #[test]
+    fn the_budget_divides_what_is_left_after_the_reserve() {
+        assert_eq!(budget(None, 2, 1256).unwrap(), 500 - 64);
+        assert_eq!(budget(Some(400), 2, 1256).unwrap(), 400);
+        let err = budget(Some(500), 2, 1256).unwrap_err();
+        assert_eq!((err.needed, err.limit), (2 * 564 + 256, 1256));
     }
 }

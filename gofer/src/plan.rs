@@ -18,6 +18,7 @@ use crate::audit::{AuditOps, OnFull};
 use crate::config::DEFAULT_MAX_CONNECTIONS;
 use crate::config::{Config, HostFifo, HostUds, LogFormat, LogLevel, SandboxMode, SeccompAction};
 use crate::host::{HostOptions, MknodKind, MknodKinds, XattrPolicy};
+use crate::memory::MemoryOptions;
 use crate::rules::{Action, Rule};
 use lisafs_server::hooks::OpClass;
 
@@ -58,8 +59,10 @@ pub struct AuditPlan {
 pub struct MountPlan {
     /// Its name in logs and errors ("root" for the command line's one mount).
     pub name: String,
-    /// The directory.
+    /// The directory (empty when the mount is served from memory).
     pub root: PathBuf,
+    /// Serve a tree in memory instead of `root` (`--memory`, command line only).
+    pub memory: Option<MemoryPlan>,
     /// Where its connections come from.
     pub connection: Connection,
     /// Most connections served at once (a connected `fd` is one).
@@ -97,6 +100,37 @@ impl MountPlan {
             ids: self.ids.clone().map(Arc::new),
         }
     }
+}
+
+/// `--memory`: a tree in the gofer's memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryPlan {
+    /// The size limit in bytes (`--memory-size`, or half the physical memory).
+    pub size: u64,
+    /// The host directory to copy in at start (`--memory-from`).
+    pub from: Option<PathBuf>,
+}
+
+impl MemoryPlan {
+    /// The backend's limits: `size` bytes, and one file per KiB of it but no more than
+    /// `file_fds`, the FDs set aside for files (every regular file holds a memfd).
+    /// With `read_only`, its files are created sealable (see [`MemoryOptions::read_only`]).
+    pub fn options(&self, file_fds: u64, read_only: bool) -> MemoryOptions {
+        MemoryOptions {
+            max_bytes: Some(self.size),
+            max_inodes: Some((self.size / 1024).clamp(1, file_fds.max(1))),
+            read_only,
+        }
+    }
+}
+
+/// The default `--memory-size`: half the physical memory, as tmpfs (at least 1 MiB).
+pub fn default_memory_size() -> u64 {
+    let info = rustix::system::sysinfo();
+    // `totalram` is a C `unsigned long`: already `u64` here, but not on 32-bit targets.
+    #[allow(clippy::useless_conversion)]
+    let total = u64::from(info.totalram).saturating_mul(u64::from(info.mem_unit.max(1)));
+    (total / 2).max(1 << 20)
 }
 
 /// Default `spin_us`.
@@ -144,6 +178,10 @@ impl Plan {
             mounts: vec![MountPlan {
                 name: "root".into(),
                 root: config.root.clone().unwrap_or_default(),
+                memory: config.memory.then(|| MemoryPlan {
+                    size: config.memory_size.unwrap_or_else(default_memory_size),
+                    from: config.memory_from.clone(),
+                }),
                 connection,
                 max_connections: config.max_connections,
                 host: config.host_options(),
@@ -473,6 +511,7 @@ impl MountConfig {
         Ok(MountPlan {
             name: name.clone(),
             root: self.root,
+            memory: None,
             connection,
             max_connections: self.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
             host: HostOptions {
@@ -567,7 +606,16 @@ impl fmt::Display for Plan {
             let mut out = String::new();
             writeln!(out, "\n[[mount]]")?;
             writeln!(out, "name = {:?}", mount.name)?;
-            writeln!(out, "root = {:?}", mount.root.display().to_string())?;
+            match &mount.memory {
+                // The config file has no memory mounts: said as comments.
+                Some(memory) => {
+                    writeln!(out, "# memory (command line only): {} bytes", memory.size)?;
+                    if let Some(from) = &memory.from {
+                        writeln!(out, "# memory copied from {:?}", from.display().to_string())?;
+                    }
+                }
+                None => writeln!(out, "root = {:?}", mount.root.display().to_string())?,
+            }
             match &mount.connection {
                 Connection::Socket(path) => {
                     writeln!(out, "socket = {:?}", path.display().to_string())?;
@@ -593,21 +641,24 @@ impl fmt::Display for Plan {
             .collect();
             writeln!(out, "readonly = {}", mount.readonly)?;
             writeln!(out, "donate = {}", mount.donate)?;
-            writeln!(out, "donate_mount_fd = {}", host.donate_mount_fd)?;
-            writeln!(out, "host_uds = {uds:?}")?;
-            writeln!(
-                out,
-                "host_fifo = {:?}",
-                if host.fifo_open { "open" } else { "none" }
-            )?;
-            writeln!(
-                out,
-                "xattr = {:?}",
-                name(&|| host.xattr.to_possible_value())
-            )?;
-            writeln!(out, "mknod = {mknod:?}")?;
-            writeln!(out, "allow_submounts = {}", host.allow_submounts)?;
-            writeln!(out, "allow_setid = {}", host.allow_setid)?;
+            // The host backend's policy, which a memory mount does not have.
+            if mount.memory.is_none() {
+                writeln!(out, "donate_mount_fd = {}", host.donate_mount_fd)?;
+                writeln!(out, "host_uds = {uds:?}")?;
+                writeln!(
+                    out,
+                    "host_fifo = {:?}",
+                    if host.fifo_open { "open" } else { "none" }
+                )?;
+                writeln!(
+                    out,
+                    "xattr = {:?}",
+                    name(&|| host.xattr.to_possible_value())
+                )?;
+                writeln!(out, "mknod = {mknod:?}")?;
+                writeln!(out, "allow_submounts = {}", host.allow_submounts)?;
+                writeln!(out, "allow_setid = {}", host.allow_setid)?;
+            }
             writeln!(out, "max_connections = {}", mount.max_connections)?;
             match mount.max_fds {
                 Some(max) => writeln!(out, "max_fds = {max}")?,

@@ -341,8 +341,6 @@ pub fn run_in_process<B: lisafs_server::Backend>(
     wrap: impl Fn(lisafs_gofer::host::HostBackend) -> B,
 ) {
     use lisafs_gofer::host::{HostBackend, HostOptions};
-    use lisafs_protocol::transport::socket::FramedSocket;
-    use lisafs_server::{Server, ServerOptions};
 
     for (name, test) in TESTS {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -351,14 +349,56 @@ pub fn run_in_process<B: lisafs_server::Backend>(
             ..HostOptions::default()
         };
         let backend = HostBackend::new(dir.path(), options).expect("host backend");
-        let server = Server::new(wrap(backend), ServerOptions::default());
-        let (client_end, server_end) = FramedSocket::pair().expect("socket pair");
-        let serving = server.spawn(server_end).expect("server thread");
-        let client = Client::from_fd(client_end.into_inner()).expect("mount");
-        test(&client);
-        drop(client);
-        serving
-            .join()
-            .unwrap_or_else(|_| panic!("{name}: the server thread panicked"));
+        serve_one(name, *test, wrap(backend));
     }
+}
+
+/// Runs every test in [`TESTS`] but those named in `skip` against a fresh backend from
+/// `make`, served in this process over a socket pair as [`run_in_process`] does: for
+/// backends other than the host's (the memory backend), whose trees start empty. Each
+/// skipped test comes with the reason, printed with the test's output. Panics, naming the
+/// test, if one fails or the server thread panics, or if `skip` names a test that does
+/// not exist.
+pub fn run_backend_in_process<B: lisafs_server::Backend>(
+    make: impl Fn() -> B,
+    skip: &[(&str, &str)],
+) {
+    if let Some((unknown, _)) = skip
+        .iter()
+        .find(|(s, _)| !TESTS.iter().any(|(name, _)| name == s))
+    {
+        panic!("no conformance test is called {unknown}");
+    }
+    for (name, test) in TESTS {
+        match skip.iter().find(|(skipped, _)| skipped == name) {
+            Some((_, reason)) => println!("skipped {name}: {reason}"),
+            None => serve_one(name, *test, make()),
+        }
+    }
+}
+
+/// What a server that offers no sockets (the memory backend) answers in place of the UDS
+/// case: BindAt is `EOPNOTSUPP`, and nothing is created.
+pub fn uds_unsupported(client: &Client) {
+    let root = client.root();
+    let bound = root.bind_at("sock", SOCK_STREAM, 0o777, me());
+    assert_eq!(bound.err().map(|err| err.errno()), Some(Errno::EOPNOTSUPP));
+    assert!(root.walk_stat(&["sock"]).expect("WalkStat").is_empty());
+}
+
+/// Serves `backend` in a thread over a socket pair, runs `test` with a client mounted on
+/// it, and joins the server thread once the client is gone.
+fn serve_one<B: lisafs_server::Backend>(name: &str, test: ConformanceTest, backend: B) {
+    use lisafs_protocol::transport::socket::FramedSocket;
+    use lisafs_server::{Server, ServerOptions};
+
+    let server = Server::new(backend, ServerOptions::default());
+    let (client_end, server_end) = FramedSocket::pair().expect("socket pair");
+    let serving = server.spawn(server_end).expect("server thread");
+    let client = Client::from_fd(client_end.into_inner()).expect("mount");
+    test(&client);
+    drop(client);
+    serving
+        .join()
+        .unwrap_or_else(|_| panic!("{name}: the server thread panicked"));
 }

@@ -46,6 +46,40 @@ impl Gofer {
         Self::spawn(command, dir, socket)
     }
 
+    /// Starts `binary` serving a tree in memory (`--memory`, then `extra`), and waits
+    /// until it accepts connections. [`Gofer::root`] is then an empty host directory the
+    /// gofer does not serve.
+    pub fn start_memory(binary: &str, extra: &[&str]) -> Self {
+        Self::start_memory_with(binary, false, extra, |_| {})
+    }
+
+    /// [`Gofer::start_memory`] with `--memory-from` [`Gofer::root`], after `setup` has
+    /// filled it: the gofer serves a copy of it in memory.
+    pub fn start_memory_from(binary: &str, extra: &[&str], setup: impl FnOnce(&Path)) -> Self {
+        Self::start_memory_with(binary, true, extra, setup)
+    }
+
+    fn start_memory_with(
+        binary: &str,
+        from_root: bool,
+        extra: &[&str],
+        setup: impl FnOnce(&Path),
+    ) -> Self {
+        let (dir, root, socket) = Self::prepare();
+        setup(&root);
+        let mut command = Command::new(binary);
+        command.arg("--memory");
+        if from_root {
+            command.arg("--memory-from").arg(&root);
+        }
+        command
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--log-level", "warn"])
+            .args(extra);
+        Self::spawn(command, dir, socket)
+    }
+
     /// Starts `binary` with `--config`: one mount of the root on the socket, with
     /// `mount_tail` (more keys and `[[mount.rule]]` tables) after its `root` and
     /// `socket`, and `top` (say an `[audit]` table, which may name files in `{dir}`, the

@@ -2,7 +2,9 @@
 //! an empty directory, as gVisor runs them, once over the socket alone and once over
 //! shared-memory channels; and again with a gofer started from a config file with rules
 //! (none of which names the cases' files) and an audit log of every operation, so that
-//! policy in the path changes nothing a client sees.
+//! policy in the path changes nothing a client sees; and again against `gofer --memory`,
+//! where UDS becomes the check that BindAt is EOPNOTSUPP (a memory tree has no host
+//! socket to bind).
 
 use lisafs_tests::{conformance, Gofer};
 
@@ -13,11 +15,37 @@ fn run(name: &str) {
         .map(|(_, f)| *f)
         .unwrap_or_else(|| panic!("no conformance test {name}"));
     let binary = env!("CARGO_BIN_EXE_test-gofer");
-    for (channels, config) in [(false, false), (true, false), (false, true), (true, true)] {
+    for channels in [false, true] {
+        for served in [Served::Flags, Served::Config, Served::Memory] {
+            one(name, test, binary, channels, served);
+        }
+    }
+}
+
+/// How the gofer of one run is started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Served {
+    /// `--root` with flags.
+    Flags,
+    /// `--config` with rules and an audit log.
+    Config,
+    /// `--memory`.
+    Memory,
+}
+
+fn one(
+    name: &str,
+    test: conformance::ConformanceTest,
+    binary: &str,
+    channels: bool,
+    served: Served,
+) {
+    {
         // UDS needs permission to create host sockets; the rest run with default policy.
-        let gofer = match config {
-            false => Gofer::start(binary, &["--host-uds", "create"]),
-            true => Gofer::start_config(binary, AUDIT, POLICY),
+        let gofer = match served {
+            Served::Flags => Gofer::start(binary, &["--host-uds", "create"]),
+            Served::Config => Gofer::start_config(binary, AUDIT, POLICY),
+            Served::Memory => Gofer::start_memory(binary, &[]),
         };
         let client = if channels {
             gofer.client()
@@ -25,7 +53,10 @@ fn run(name: &str) {
             gofer.socket_client()
         };
         assert_eq!(client.idle_channels() > 0, channels);
-        test(&client);
+        match (served, name) {
+            (Served::Memory, "UDS") => conformance::uds_unsupported(&client),
+            _ => test(&client),
+        }
         gofer.assert_canary_untouched();
     }
 }

@@ -37,3 +37,24 @@ pub(crate) fn open_detached(root: &Path, readonly: bool) -> io::Result<OwnedFd> 
     sys::mount_setattr_recursive(tree.as_fd(), attrs)?;
     Ok(tree)
 }
+
+/// The process root of a `--memory` gofer, which has no share on the host: a new, empty,
+/// detached tmpfs, mounted read-only, `nosuid,nodev,noexec`, with room for nothing. The
+/// pivot (or chroot) into it leaves the confined gofer no host file to reach by path, and
+/// Landlock then grants it reading this empty directory only. Needs `CAP_SYS_ADMIN` in
+/// the user namespace owning the mount namespace, as [`open_detached`] does.
+pub(crate) fn empty_root() -> io::Result<OwnedFd> {
+    use rustix::mount::{FsMountFlags, FsOpenFlags, MountAttrFlags};
+
+    let fs = rustix::mount::fsopen("tmpfs", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    // Read-only anyway; the limits only say that nothing is meant to be here.
+    rustix::mount::fsconfig_set_string(&fs, "size", "4k")?;
+    rustix::mount::fsconfig_set_string(&fs, "nr_inodes", "1")?;
+    rustix::mount::fsconfig_set_string(&fs, "mode", "0555")?;
+    rustix::mount::fsconfig_create(&fs)?;
+    let attrs = MountAttrFlags::MOUNT_ATTR_RDONLY
+        | MountAttrFlags::MOUNT_ATTR_NOSUID
+        | MountAttrFlags::MOUNT_ATTR_NODEV
+        | MountAttrFlags::MOUNT_ATTR_NOEXEC;
+    rustix::mount::fsmount(&fs, FsMountFlags::FSMOUNT_CLOEXEC, attrs).map_err(Into::into)
+}

@@ -11,19 +11,25 @@ use crate::fs::Timeouts;
 
 /// Mount a lisafs share through FUSE.
 ///
-/// With --root, starts a `gofer` serving DIR over a socketpair; with --socket, attaches to
-/// a running gofer. Files are created with the calling process's uid and gid. The mount
+/// With --root, starts a `gofer` serving DIR over a socketpair; with --memory, a `gofer
+/// --memory` serving a tree in its memory; with --socket, attaches to a running gofer. Files are created with the calling process's uid and gid. The mount
 /// goes away on SIGINT/SIGTERM, on `umount`, and when the gofer exits. Installed as
 /// `mount.fuse.lisafs`, it takes mount(8)'s `SOURCE MOUNTPOINT -o OPTIONS` instead.
 #[derive(Debug, Parser)]
 #[command(name = "lisafs-mount", version)]
 pub(crate) struct Args {
     /// Directory to serve: starts a gofer child on it.
-    #[arg(long, value_name = "DIR", required_unless_present = "socket")]
+    #[arg(long, value_name = "DIR", required_unless_present_any = ["socket", "memory"])]
     pub(crate) root: Option<PathBuf>,
 
+    /// Serve a tree in memory: starts a `gofer --memory` child (nothing reaches the host
+    /// disk; everything is gone at unmount). Its size and initial contents are gofer
+    /// flags: --gofer-arg=--memory-size=1G, --gofer-arg=--memory-from=DIR.
+    #[arg(long, conflicts_with = "root")]
+    pub(crate) memory: bool,
+
     /// Unix socket of a running gofer (`gofer --socket PATH`).
-    #[arg(long, value_name = "PATH", conflicts_with = "root")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["root", "memory"])]
     pub(crate) socket: Option<PathBuf>,
 
     /// Where to mount.
@@ -58,11 +64,11 @@ pub(crate) struct Args {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub(crate) threads: usize,
 
-    /// The gofer binary for --root (default: `gofer` next to this program, else on PATH).
+    /// The gofer binary for --root and --memory (default: `gofer` next to this program, else on PATH).
     #[arg(long, value_name = "PATH")]
     pub(crate) gofer: Option<PathBuf>,
 
-    /// An extra argument for the gofer started by --root (repeatable), e.g.
+    /// An extra argument for the gofer started by --root or --memory (repeatable), e.g.
     /// --gofer-arg=--allow-setid.
     #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
     pub(crate) gofer_arg: Vec<String>,

@@ -4,7 +4,7 @@
 //! this turns that into our own command line.
 //!
 //! SOURCE is `root=DIR` (start a gofer on DIR), `socket=PATH` (attach to a running
-//! gofer), or a bare path: a directory is served with a gofer, anything else is taken
+//! gofer), `memory` (start a `gofer --memory`: a tree in its memory), or a bare path: a directory is served with a gofer, anything else is taken
 //! for a gofer's socket. Options that are ours rather than FUSE's: `log_level=LEVEL`,
 //! `log_file=FILE`, `attr_timeout=S`, `entry_timeout=S`, `threads=N`, `gofer=PATH`,
 //! `gofer_arg=ARG` (repeatable; ARG has no commas); `ro` also starts the gofer
@@ -108,6 +108,10 @@ pub(crate) fn translate(args: &[OsString]) -> Result<Helper, String> {
 
 fn source_args(source: &OsStr) -> Result<Vec<OsString>, String> {
     let text = source.to_string_lossy();
+    // A tree in the gofer's memory (a directory called "memory" is root=memory).
+    if text == "memory" {
+        return Ok(vec!["--memory".into()]);
+    }
     let (flag, path): (&str, OsString) = if let Some(dir) = text.strip_prefix("root=") {
         ("--root", dir.into())
     } else if let Some(socket) = text.strip_prefix("socket=") {
@@ -118,7 +122,7 @@ fn source_args(source: &OsStr) -> Result<Vec<OsString>, String> {
         ("--socket", source.into())
     } else {
         return Err(format!(
-            "source {text:?}: give root=DIR, socket=PATH or an absolute path"
+            "source {text:?}: give root=DIR, socket=PATH, memory or an absolute path"
         ));
     };
     Ok(vec![flag.into(), path])
@@ -171,6 +175,24 @@ mod tests {
             translate(&args(&["root=/x", "/mnt", "-f"])).unwrap(),
             Helper::Fake
         );
+    }
+
+    #[test]
+    fn memory_source_starts_a_memory_gofer() {
+        let got = translate(&args(&[
+            "memory",
+            "/mnt",
+            "-o",
+            "gofer_arg=--memory-size=64M,allow_other",
+        ]));
+        let want = args(&[
+            "--memory",
+            "/mnt",
+            "--gofer-arg=--memory-size=64M",
+            "-o",
+            "allow_other",
+        ]);
+        assert_eq!(got.unwrap(), Helper::Mount(want));
     }
 
     #[test]

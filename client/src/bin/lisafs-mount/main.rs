@@ -1,7 +1,8 @@
 //! `lisafs-mount`: mounts a lisafs share on the host through FUSE.
 //!
 //! `lisafs-mount --root DIR MOUNTPOINT` starts a `gofer` child serving DIR over a
-//! socketpair; `lisafs-mount --socket PATH MOUNTPOINT` attaches to a running gofer. The
+//! socketpair (`--memory`: a `gofer --memory` child serving a tree in its memory);
+//! `lisafs-mount --socket PATH MOUNTPOINT` attaches to a running gofer. The
 //! bridge (`fs.rs` and its neighbours) turns each FUSE request into the fewest lisafs RPCs
 //! and does regular-file I/O on the host FDs the gofer donates.
 //!
@@ -114,7 +115,7 @@ impl From<String> for Failure {
 }
 
 /// Mounts, serves until an [`Event`], unmounts. `gofer` receives the child started for
-/// `--root`, so that `main` can reap it whatever happens here.
+/// `--root` or `--memory`, so that `main` can reap it whatever happens here.
 fn run(args: &Args, gofer: &mut Option<spawn::Gofer>) -> Result<(), Failure> {
     let timeouts = args.timeouts()?;
     let log_file = args.log_file.as_deref().map(log::open_file).transpose()?;
@@ -127,16 +128,25 @@ fn run(args: &Args, gofer: &mut Option<spawn::Gofer>) -> Result<(), Failure> {
     }
     let (stream, source) = match (&args.root, &args.socket) {
         (Some(root), _) => {
-            let (started, fd) = spawn::start_gofer(args, root)?;
+            let (started, fd) = spawn::start_gofer(args, Some(root))?;
             *gofer = Some(started);
             (UnixStream::from(fd), format!("lisafs:{}", root.display()))
+        }
+        (None, None) if args.memory => {
+            let (started, fd) = spawn::start_gofer(args, None)?;
+            *gofer = Some(started);
+            (UnixStream::from(fd), "lisafs:memory".to_string())
         }
         (None, Some(socket)) => {
             let stream = UnixStream::connect(socket)
                 .map_err(|err| format!("cannot connect to {}: {err}", socket.display()))?;
             (stream, format!("lisafs:{}", socket.display()))
         }
-        (None, None) => return Err(Failure::Message("give --root DIR or --socket PATH".into())),
+        (None, None) => {
+            return Err(Failure::Message(
+                "give --root DIR, --memory or --socket PATH".into(),
+            ))
+        }
     };
     let spec = args.mount_spec(source)?;
     let watch = stream.try_clone().map_err(|err| format!("socket: {err}"))?;

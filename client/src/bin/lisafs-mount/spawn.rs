@@ -1,4 +1,4 @@
-//! Child processes: the gofer that `--root` starts, and the background copy of ourselves
+//! Child processes: the gofer that `--root` or `--memory` starts, and the background copy of ourselves
 //! that serves the mount when `--foreground` is not given.
 
 use std::env;
@@ -32,7 +32,7 @@ fn gofer_binary(args: &Args) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("gofer"))
 }
 
-/// A gofer started for `--root`.
+/// A gofer started for `--root` or `--memory`.
 pub(crate) struct Gofer {
     /// The process, reaped by `main` whatever happens.
     pub(crate) child: Child,
@@ -48,12 +48,12 @@ impl Gofer {
     }
 }
 
-/// Starts `gofer --root DIR --fd N` on one end of a new socketpair; returns the gofer and
-/// our end. Its standard error is a pipe copied by a thread to wherever our diagnostics
+/// Starts `gofer --root DIR --fd N` (or, with `root` `None`, `gofer --memory --fd N`) on
+/// one end of a new socketpair; returns the gofer and our end. Its standard error is a pipe copied by a thread to wherever our diagnostics
 /// go (see `log.rs`), so that it never holds the caller's stderr once we have detached.
 /// Call before starting threads: the child's end is inheritable until the child has
 /// been spawned.
-pub(crate) fn start_gofer(args: &Args, root: &Path) -> Result<(Gofer, OwnedFd), String> {
+pub(crate) fn start_gofer(args: &Args, root: Option<&Path>) -> Result<(Gofer, OwnedFd), String> {
     let sockets = socketpair(
         AddressFamily::UNIX,
         SocketType::STREAM,
@@ -64,9 +64,11 @@ pub(crate) fn start_gofer(args: &Args, root: &Path) -> Result<(Gofer, OwnedFd), 
     fcntl_setfd(&theirs, FdFlags::empty()).map_err(|err| format!("fcntl: {err}"))?;
     let binary = gofer_binary(args);
     let mut command = Command::new(&binary);
+    match root {
+        Some(root) => command.arg("--root").arg(root),
+        None => command.arg("--memory"),
+    };
     command
-        .arg("--root")
-        .arg(root)
         .arg("--fd")
         .arg(theirs.as_raw_fd().to_string())
         .stdin(Stdio::null())
