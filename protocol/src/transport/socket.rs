@@ -224,9 +224,8 @@ impl FramedSocket {
         let mut control = RecvAncillaryBuffer::new(&mut space[..control_len]);
         let started = Instant::now();
         let spin_until = self.spin.deadline(started);
-        let mut busy = false;
         let got = loop {
-            let polling = !busy && Instant::now() < spin_until;
+            let polling = Instant::now() < spin_until;
             let flags = if polling {
                 RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
             } else {
@@ -237,13 +236,13 @@ impl FramedSocket {
                 Ok(received) => break received.bytes,
                 // A socket round trip to a busy peer takes about 7 µs.
                 Err(Errno::AGAIN) if polling => {
-                    busy = !AdaptiveSpin::pause(started, Duration::from_micros(10));
+                    AdaptiveSpin::pause(started, Duration::from_micros(10))
                 }
                 Err(Errno::INTR) => {}
                 Err(err) => return Err(err.into()),
             }
         };
-        self.spin.record(started.elapsed(), busy);
+        self.spin.record(started.elapsed());
         let mut fds = Vec::new();
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = msg {

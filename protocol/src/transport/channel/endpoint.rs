@@ -102,7 +102,6 @@ impl Endpoint {
         let started = Instant::now();
         let state = self.window.state();
         let mut spin_until = Some(self.spin.lock().deadline(started));
-        let mut busy = false;
         loop {
             if self.shut_down.load(Ordering::Acquire) {
                 return Err(ChannelError::Shutdown);
@@ -114,9 +113,9 @@ impl Endpoint {
                 _ => return Err(ChannelError::Protocol("invalid state word")),
             }
             if let Some(deadline) = spin_until {
-                // A channel round trip is about a microsecond.
-                if Instant::now() < deadline && !busy {
-                    busy = !AdaptiveSpin::pause(started, Duration::from_micros(2));
+                if Instant::now() < deadline {
+                    // A channel round trip is about a microsecond.
+                    AdaptiveSpin::pause(started, Duration::from_micros(2));
                     continue;
                 }
                 spin_until = None;
@@ -126,7 +125,7 @@ impl Endpoint {
                 Err(err) => return Err(ChannelError::Io(err)),
             }
         }
-        self.spin.lock().record(started.elapsed(), busy);
+        self.spin.lock().record(started.elapsed());
         let len = self.window.data_len().load(Ordering::Relaxed) as usize;
         if len > self.window.data_capacity() {
             return Err(ChannelError::Protocol("data length beyond the window"));
