@@ -14,24 +14,11 @@ use super::HostBackend;
 /// `PATH_MAX`: the one buffer a symlink target is read into (SPEC.md §11 #10).
 const PATH_MAX: usize = 4096;
 
-/// Collects the failures of a SetStat: every failed bit, and the errno of the last.
-#[derive(Default)]
-struct Failures(SetStatResp);
-
-impl Failures {
-    fn record(&mut self, bits: u32, result: BResult<()>) {
-        if let Err(errno) = result {
-            self.0.failure_mask |= bits;
-            self.0.failure_errno = errno.raw();
-        }
-    }
-}
-
 /// Applies `req.mask` attribute by attribute, in the order MODE, SIZE, times, owner; one
 /// failing attribute does not stop the others (SPEC.md §7.6).
 pub(super) fn set_stat(b: &HostBackend, file: &HostFile, req: &SetStatReq) -> BResult<SetStatResp> {
     b.resolver.ensure_beneath(file)?;
-    let mut failures = Failures::default();
+    let mut failures = SetStatResp::default();
     if req.mask & SetStatReq::MODE != 0 {
         failures.record(SetStatReq::MODE, set_mode(b, file, req.mode));
     }
@@ -62,7 +49,7 @@ pub(super) fn set_stat(b: &HostBackend, file: &HostFile, req: &SetStatReq) -> BR
         };
         failures.record(owner, result);
     }
-    Ok(failures.0)
+    Ok(failures)
 }
 
 /// MODE: the permission bits after policy; a symlink has none to set (`EOPNOTSUPP`).

@@ -14,24 +14,11 @@ use super::usage::{Usage, BLOCK_SIZE};
 /// `TMPFS_MAGIC`: what this filesystem is most like, for clients that look.
 const TMPFS_MAGIC: u64 = 0x0102_1994;
 
-/// Collects the failures of a SetStat: every failed bit, and the errno of the last.
-#[derive(Default)]
-struct Failures(SetStatResp);
-
-impl Failures {
-    fn record(&mut self, bits: u32, result: BResult<()>) {
-        if let Err(errno) = result {
-            self.0.failure_mask |= bits;
-            self.0.failure_errno = errno.raw();
-        }
-    }
-}
-
 /// Applies `req.mask` attribute by attribute, in the order MODE, SIZE, times, owner (as
 /// the host backend); one failing attribute does not stop the others. Each change moves
 /// ctime.
 pub(super) fn set_stat(inode: &Inode, req: &SetStatReq) -> BResult<SetStatResp> {
-    let mut failures = Failures::default();
+    let mut failures = SetStatResp::default();
     if req.mask & SetStatReq::MODE != 0 {
         failures.record(SetStatReq::MODE, set_mode(inode, req.mode));
     }
@@ -58,7 +45,7 @@ pub(super) fn set_stat(inode: &Inode, req: &SetStatReq) -> BResult<SetStatResp> 
         meta.kill_setid();
         meta.ctime = now();
     }
-    Ok(failures.0)
+    Ok(failures)
 }
 
 /// MODE: the permission bits; a symlink has none to set (`EOPNOTSUPP`, as the host).

@@ -4,6 +4,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::wire::codec::fixed_wire;
 use crate::wire::types::{fixed_struct, FdId, Gid, StatFS, Statx, Timespec, Uid};
+use crate::wire::Errno;
 
 fixed_struct! {
     /// FStat request: stat a control or open FD.
@@ -84,4 +85,15 @@ impl SetStatReq {
     /// Every bit SetStat accepts; a request with any other bit fails with EPERM.
     pub const SUPPORTED_MASK: u32 =
         Self::MODE | Self::UID | Self::GID | Self::ATIME | Self::MTIME | Self::SIZE;
+}
+
+impl SetStatResp {
+    /// Records how setting the attributes `bits` went: a failure adds them to the mask
+    /// and makes its errno the one reported (the last failure's, as lisafs servers do).
+    pub fn record(&mut self, bits: u32, result: Result<(), Errno>) {
+        if let Err(errno) = result {
+            self.failure_mask |= bits;
+            self.failure_errno = errno.raw();
+        }
+    }
 }
