@@ -141,9 +141,24 @@ impl Gofer {
         if let Some(us) = spin_us {
             command.arg("--spin-us").arg(us.to_string());
         }
+        command.arg("--root").arg(root);
+        Self::launch(binary, command, socket)
+    }
+
+    /// Starts `binary` serving, in memory, a copy of the tree at `from` (`--memory
+    /// --memory-from`), and waits until it accepts connections.
+    pub(crate) fn start_memory(
+        binary: &Path,
+        from: &Path,
+        socket: PathBuf,
+    ) -> Result<Self, String> {
+        let mut command = Command::new(binary);
+        command.arg("--memory").arg("--memory-from").arg(from);
+        Self::launch(binary, command, socket)
+    }
+
+    fn launch(binary: &Path, mut command: Command, socket: PathBuf) -> Result<Self, String> {
         let child = command
-            .arg("--root")
-            .arg(root)
             .arg("--socket")
             .arg(&socket)
             .args(["--log-level", "warn"])

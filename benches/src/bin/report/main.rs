@@ -19,6 +19,7 @@ mod cpu;
 mod fixture;
 mod floors;
 mod hooks;
+mod memory;
 mod metrics;
 mod ops;
 
@@ -89,7 +90,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err(
                     "usage: report [--secs S] [--gofer PATH] [--only KEY,...] [--spin-us N]\n\
                      KEY: floors fstat walkstat open pwrite getdents mkdir pread threads\n\
-                     \x20    sandbox metrics hooks busy\n\
+                     \x20    sandbox metrics hooks busy memory\n\
                      Measures lisafs against native syscalls; see benches/README.md."
                         .into(),
                 )
@@ -287,6 +288,16 @@ fn report(args: &Args) -> Result<(), BoxError> {
         )?),
         false => None,
     };
+    let memory = match args.wants("memory") {
+        true => Some(memory::measure(
+            &gofer_bin,
+            &root,
+            scratch.path(),
+            defaults,
+            &budget,
+        )?),
+        false => None,
+    };
     let hooks = match args.wants("hooks") {
         true => hooks::measure(&root, scratch.path(), defaults, &budget)?,
         false => Vec::new(),
@@ -311,6 +322,9 @@ fn report(args: &Args) -> Result<(), BoxError> {
     }
     if let Some(busy) = &busy {
         busy::render(&mut out, busy);
+    }
+    if let Some(memory) = &memory {
+        memory::render(&mut out, memory);
     }
     if !hooks.is_empty() {
         hooks::render(&mut out, &hooks);
