@@ -67,9 +67,9 @@ pub(crate) fn hog_main() -> ! {
     }
 }
 
-/// CPU time of this process and the gofer `pid` so far.
-fn cpu_time(pid: u32) -> Duration {
-    let ticks = cpu::process_ticks("self", 2) + cpu::process_ticks(&pid.to_string(), 2);
+/// CPU time (user + system) the processes `pids` have used so far ("self" for this one).
+fn cpu_time(pids: &[&str]) -> Duration {
+    let ticks: u64 = pids.iter().map(|pid| cpu::process_ticks(pid, 2)).sum();
     let per_sec = rustix::param::clock_ticks_per_second().max(1);
     Duration::from_secs_f64(ticks as f64 / per_sec as f64)
 }
@@ -112,9 +112,10 @@ pub(crate) fn measure(
                 )?;
                 let remote = Remote::open(&client, &format!("busy-{}", rows.len()))?;
                 let mut body = remote.body(Op::FStat);
-                let before = cpu_time(gofer.pid());
+                let pid = gofer.pid().to_string();
+                let before = cpu_time(&["self", &pid]);
                 let summary = run(budget, &mut *body);
-                let spent = cpu_time(gofer.pid()).saturating_sub(before);
+                let spent = cpu_time(&["self", &pid]).saturating_sub(before);
                 // The warm-up ran too: divide by what ran in the whole window.
                 let ran = summary.ops as f64 * (budget.warmup + budget.time).as_secs_f64()
                     / budget.time.as_secs_f64();
@@ -132,15 +133,14 @@ pub(crate) fn measure(
     let idle = Client::connect_with(spinning.socket(), options)?;
     idle.root().fstat()?;
     std::thread::sleep(Duration::from_millis(100));
-    let gofer_time = || cpu::process_ticks(&spinning.pid().to_string(), 2);
-    let before = gofer_time();
+    let gofer = spinning.pid().to_string();
+    let before = cpu_time(&[&gofer]);
     std::thread::sleep(Duration::from_secs(1));
-    let ticks = gofer_time().saturating_sub(before);
-    let per_sec = rustix::param::clock_ticks_per_second().max(1);
+    let used = cpu_time(&[&gofer]).saturating_sub(before);
     drop(idle);
     Ok(Section {
         rows,
-        idle_percent: ticks as f64 * 100.0 / per_sec as f64,
+        idle_percent: used.as_secs_f64() * 100.0,
     })
 }
 
