@@ -179,47 +179,7 @@ impl RuleSet {
             .position(|c| *c == class)
             .is_some_and(|i| self.covered[i])
     }
-}
 
-/// The classes `readonly` refuses.
-fn mutates(class: OpClass) -> bool {
-    !matches!(class, OpClass::Stat | OpClass::Read)
-}
-
-impl Rules {
-    /// The hook for `rules` (validated with [`Rule::validate`]) of the mount whose root is
-    /// `root` (an FD of the share's root, used only to look at the type of a rename's
-    /// source; `None` treats every source as a directory).
-    pub fn new(rules: Vec<Rule>, root: Option<OwnedFd>) -> Self {
-        Self {
-            set: Arc::new(RwLock::new(Arc::new(RuleSet::new(rules)))),
-            root: root.map(Arc::new),
-            donate: true,
-        }
-    }
-
-    /// The same rules, with donation of opened files allowed (where no rule restricts
-    /// the file) or never.
-    pub fn donating(mut self, donate: bool) -> Self {
-        self.donate = donate;
-        self
-    }
-
-    /// Replaces the rules (validated with [`Rule::validate`]) of this hook and of every
-    /// clone of it, from the next request on; a request under way finishes under the
-    /// rules it started with.
-    pub fn replace(&self, rules: Vec<Rule>) {
-        let set = Arc::new(RuleSet::new(rules));
-        *self.set.write() = set;
-    }
-
-    /// The rules as they are now.
-    fn current(&self) -> Arc<RuleSet> {
-        Arc::clone(&self.set.read())
-    }
-}
-
-impl RuleSet {
     /// The first rule that applies to `class` at `path`, and the verdict.
     fn decide(&self, path: &Path, class: OpClass) -> Option<(&Arc<str>, Result<(), Errno>)> {
         let parts = components(path)?;
@@ -296,6 +256,44 @@ impl RuleSet {
             }
             None => Ok(()),
         }
+    }
+}
+
+/// The classes `readonly` refuses.
+fn mutates(class: OpClass) -> bool {
+    !matches!(class, OpClass::Stat | OpClass::Read)
+}
+
+impl Rules {
+    /// The hook for `rules` (validated with [`Rule::validate`]) of the mount whose root is
+    /// `root` (an FD of the share's root, used only to look at the type of a rename's
+    /// source; `None` treats every source as a directory).
+    pub fn new(rules: Vec<Rule>, root: Option<OwnedFd>) -> Self {
+        Self {
+            set: Arc::new(RwLock::new(Arc::new(RuleSet::new(rules)))),
+            root: root.map(Arc::new),
+            donate: true,
+        }
+    }
+
+    /// The same rules, with donation of opened files allowed (where no rule restricts
+    /// the file) or never.
+    pub fn donating(mut self, donate: bool) -> Self {
+        self.donate = donate;
+        self
+    }
+
+    /// Replaces the rules (validated with [`Rule::validate`]) of this hook and of every
+    /// clone of it, from the next request on; a request under way finishes under the
+    /// rules it started with.
+    pub fn replace(&self, rules: Vec<Rule>) {
+        let set = Arc::new(RuleSet::new(rules));
+        *self.set.write() = set;
+    }
+
+    /// The rules as they are now.
+    fn current(&self) -> Arc<RuleSet> {
+        Arc::clone(&self.set.read())
     }
 }
 
