@@ -7,7 +7,7 @@ use clap::{Parser, ValueEnum};
 use fuser::{Config, SessionACL};
 use rustix::mount::MountFlags;
 
-use crate::fs::Timeouts;
+use crate::fs::{DataPath, Timeouts};
 
 /// Mount a lisafs share through FUSE.
 ///
@@ -59,6 +59,19 @@ pub(crate) struct Args {
     /// Seconds the kernel may cache name lookups (0: every lookup reaches the gofer).
     #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
     pub(crate) entry_timeout: f64,
+
+    /// Do regular-file I/O in the bridge instead of FUSE passthrough. By default, where
+    /// the kernel (6.9+) and the privileges allow, the kernel reads and writes the host
+    /// file the gofer opened itself, with no round trip through this process.
+    #[arg(long)]
+    pub(crate) no_passthrough: bool,
+
+    /// Let the kernel cache writes and send them in batches (the FUSE writeback cache).
+    /// Faster small writes, but the kernel then trusts its own idea of a file's size and
+    /// times while it holds dirty data, so host changes to an open file may not show at
+    /// once. Rules out passthrough.
+    #[arg(long)]
+    pub(crate) writeback_cache: bool,
 
     /// Threads serving FUSE requests.
     #[arg(long, value_name = "N", default_value_t = 2)]
@@ -137,6 +150,14 @@ pub(crate) struct MountSpec {
 
 impl Args {
     /// The kernel cache timeouts.
+    /// Passthrough and the writeback cache, from --no-passthrough and --writeback-cache.
+    pub(crate) fn data_path(&self) -> DataPath {
+        DataPath {
+            passthrough: !self.no_passthrough && !self.writeback_cache,
+            writeback_cache: self.writeback_cache,
+        }
+    }
+
     pub(crate) fn timeouts(&self) -> Result<Timeouts, String> {
         let secs = |value: f64, name: &str| {
             Duration::try_from_secs_f64(value).map_err(|_| format!("bad --{name} {value}"))

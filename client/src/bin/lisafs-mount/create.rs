@@ -15,10 +15,11 @@ use lisafs_client::{Errno, AT_REMOVEDIR, O_TRUNC};
 
 use crate::attr::decode_dev;
 use crate::fs::{LisaFs, Res};
-use crate::handles::{FileHandle, Handle};
+use crate::io::Register;
+use crate::passthrough::Io;
 
 /// `O_ACCMODE`.
-const O_ACCMODE: u32 = 0o3;
+pub(crate) const O_ACCMODE: u32 = 0o3;
 /// `O_EXCL`.
 const O_EXCL: i32 = 0o200;
 /// `S_IFMT` and `S_IFREG` as FUSE carries them (u32 modes).
@@ -138,25 +139,28 @@ impl LisaFs {
         name: &OsStr,
         mode: u32,
         flags: i32,
-    ) -> Res<(FileAttr, u64)> {
+        register: Register<'_>,
+    ) -> Res<(FileAttr, u64, Io)> {
         let dir = self.control(parent)?;
         let owner = self.owner(req, parent);
-        let created = dir.open_create_at(name.as_bytes(), open_flags(flags), perm(mode), owner);
+        let created = dir.open_create_at(
+            name.as_bytes(),
+            self.widened(open_flags(flags)),
+            perm(mode),
+            owner,
+        );
         let (inode, opened) = match created {
             Ok(done) => done,
             Err(err) if err.errno() == Errno::EEXIST && flags & O_EXCL == 0 => {
                 drop(dir);
                 let attr = self.lookup(parent, name)?;
-                let fh = self.open(attr.ino, flags)?;
-                return Ok((attr, fh));
+                let (fh, io) = self.open(attr.ino, flags, register)?;
+                return Ok((attr, fh, io));
             }
             Err(err) => return Err(self.fail(err)),
         };
         let attr = self.entry(inode);
-        let fh = self.handles.insert(Handle::File(FileHandle {
-            fd: opened.fd,
-            host: opened.host_fd,
-        }));
-        Ok((attr, fh))
+        let (fh, io) = self.open_file(attr.ino, opened, register);
+        Ok((attr, fh, io))
     }
 }

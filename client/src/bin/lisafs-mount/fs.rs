@@ -32,6 +32,7 @@ use lisafs_client::{Client, ErrorKind, Inode, Owner, SetStat, Statx};
 use crate::attr::{errno, file_attr};
 use crate::handles::Handles;
 use crate::nodes::{Control, Nodes, ROOT_ID};
+use crate::passthrough::IoModes;
 
 /// Results of the bridge's operations: the errno to reply with.
 pub(crate) type Res<T> = Result<T, fuser::Errno>;
@@ -46,12 +47,24 @@ pub(crate) struct Timeouts {
     pub(crate) attr: Duration,
 }
 
+/// How file data moves between the kernel and the host (from the command line).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DataPath {
+    /// Ask for FUSE passthrough (used where the kernel and the file allow it).
+    pub(crate) passthrough: bool,
+    /// Ask for the kernel's writeback cache (which rules out passthrough).
+    pub(crate) writeback_cache: bool,
+}
+
 /// The bridge's state.
 pub(crate) struct LisaFs {
     pub(crate) client: Arc<Client>,
     pub(crate) nodes: Nodes,
     pub(crate) handles: Handles,
     pub(crate) ttl: Timeouts,
+    pub(crate) data_path: DataPath,
+    /// Open files' I/O modes, once `init` has agreed passthrough with the kernel.
+    pub(crate) io_modes: Option<Arc<IoModes>>,
     /// Called once the connection to the gofer has failed, so that `main` unmounts.
     on_broken: Box<dyn Fn() + Send + Sync>,
 }
@@ -60,6 +73,7 @@ impl LisaFs {
     pub(crate) fn new(
         client: Client,
         ttl: Timeouts,
+        data_path: DataPath,
         on_broken: Box<dyn Fn() + Send + Sync>,
     ) -> Self {
         let client = Arc::new(client);
@@ -68,6 +82,8 @@ impl LisaFs {
             client,
             handles: Handles::default(),
             ttl,
+            data_path,
+            io_modes: None,
             on_broken,
         }
     }

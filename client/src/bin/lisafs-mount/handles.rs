@@ -1,9 +1,9 @@
 //! Open files and directories: FUSE file handles → lisafs OpenFds.
 //!
 //! A regular file's handle keeps the host FD the gofer donated with OpenAt/OpenCreateAt,
-//! when it did: reads, writes, fsync and fallocate then go straight to the host file with
-//! no RPC. Without one (a gofer that does not donate) they become PRead, PWrite, FSync and
-//! FAllocate RPCs on the OpenFd.
+//! when it did: the kernel then reads and writes it itself (passthrough, see
+//! `passthrough.rs`), or the bridge does, with no RPC. Without one (a gofer that does not
+//! donate) reads and writes become PRead, PWrite, FSync and FAllocate RPCs on the OpenFd.
 //!
 //! A directory's handle keeps the entries read so far. Getdents64 is a stream (the server
 //! keeps the position; a negative count rewinds), while FUSE readdir asks for an offset:
@@ -20,6 +20,8 @@ use lisafs_client::wire::Dirent64;
 use lisafs_client::{OpenFd, Result};
 use parking_lot::Mutex;
 
+use crate::passthrough::Grant;
+
 /// Getdents64 budget per RPC (gVisor's client uses the same).
 const GETDENTS_BUDGET: i32 = 65_536;
 
@@ -27,6 +29,8 @@ const GETDENTS_BUDGET: i32 = 65_536;
 pub(crate) struct FileHandle {
     pub(crate) fd: OpenFd,
     pub(crate) host: Option<OwnedFd>,
+    /// Its I/O mode towards the kernel, held until the handle goes.
+    pub(crate) _grant: Grant,
 }
 
 /// One directory entry, as FUSE readdir sends it.

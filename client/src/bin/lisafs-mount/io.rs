@@ -3,14 +3,21 @@
 
 use std::sync::Arc;
 
-use fuser::INodeNo;
-use lisafs_client::O_RDONLY;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+
+use fuser::{BackingId, INodeNo};
+use lisafs_client::{Errno, Opened, O_RDONLY, O_RDWR, O_WRONLY};
 use rustix::fs::FallocateFlags;
 
 use crate::attr::os_errno;
-use crate::create::open_flags;
+use crate::create::{open_flags, O_ACCMODE};
 use crate::fs::{LisaFs, Res};
 use crate::handles::{DirHandle, Entry, FileHandle, Handle};
+use crate::passthrough::{Grant, Io};
+
+/// Registers a host FD as a passthrough backing file (the open reply's `open_backing`).
+pub(crate) type Register<'a> = &'a dyn Fn(BorrowedFd<'_>) -> io::Result<BackingId>;
 
 impl LisaFs {
     fn file(&self, fh: u64) -> Res<Arc<Handle>> {
@@ -21,15 +28,51 @@ impl LisaFs {
         }
     }
 
-    pub(crate) fn open(&self, ino: INodeNo, flags: i32) -> Res<u64> {
-        let opened = self
-            .control(ino)?
-            .open_at(open_flags(flags))
-            .map_err(|err| self.fail(err))?;
-        Ok(self.handles.insert(Handle::File(FileHandle {
+    /// Opens node `ino`; `register` makes a passthrough backing ID of a host FD.
+    pub(crate) fn open(&self, ino: INodeNo, flags: i32, register: Register<'_>) -> Res<(u64, Io)> {
+        let control = self.control(ino)?;
+        let wanted = open_flags(flags);
+        let widened = self.widened(wanted);
+        let opened = match control.open_at(widened) {
+            // A write-only file the caller may not read: no read-modify-write for it.
+            Err(err) if widened != wanted && err.errno() == Errno::EACCES => {
+                control.open_at(wanted)
+            }
+            opened => opened,
+        }
+        .map_err(|err| self.fail(err))?;
+        Ok(self.open_file(ino, opened, register))
+    }
+
+    /// OpenAt flags `flags`, read-write instead of write-only under the writeback cache:
+    /// the kernel then reads the rest of a page before it writes part of it.
+    pub(crate) fn widened(&self, flags: u32) -> u32 {
+        if self.data_path.writeback_cache && flags & O_ACCMODE == O_WRONLY {
+            (flags & !O_ACCMODE) | O_RDWR
+        } else {
+            flags
+        }
+    }
+
+    /// A file handle for `opened`, a file of node `ino`, and the I/O mode the kernel is
+    /// to use for it.
+    pub(crate) fn open_file(
+        &self,
+        ino: INodeNo,
+        opened: Opened,
+        register: Register<'_>,
+    ) -> (u64, Io) {
+        let grant = match &self.io_modes {
+            Some(modes) => modes.open(ino.0, opened.host_fd.as_ref().map(AsFd::as_fd), register),
+            None => Grant::untracked(),
+        };
+        let io = grant.io().clone();
+        let fh = self.handles.insert(Handle::File(FileHandle {
             fd: opened.fd,
             host: opened.host_fd,
-        })))
+            _grant: grant,
+        }));
+        (fh, io)
     }
 
     pub(crate) fn read(&self, fh: u64, offset: u64, size: u32) -> Res<Vec<u8>> {

@@ -23,6 +23,7 @@ mod log;
 mod mount;
 mod nodes;
 mod ops;
+mod passthrough;
 mod spawn;
 
 use std::env;
@@ -160,6 +161,7 @@ fn run(args: &Args, gofer: &mut Option<spawn::Gofer>) -> Result<(), Failure> {
     let fs = LisaFs::new(
         client,
         timeouts,
+        args.data_path(),
         Box::new(move || {
             let _ = broken.send(Event::GoferGone);
         }),

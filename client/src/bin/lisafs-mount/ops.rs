@@ -15,6 +15,7 @@ use lisafs_client::{FileType, SetStat};
 
 use crate::attr::{kind, timespec};
 use crate::fs::{LisaFs, Res, GENERATION};
+use crate::passthrough::IoModes;
 
 /// Sends `result` with `ok`, or its errno.
 macro_rules! reply {
@@ -66,6 +67,21 @@ impl Filesystem for LisaFs {
                 tracing::debug!(?flag, "kernel lacks capability");
             }
         }
+        if self.data_path.writeback_cache
+            && config
+                .add_capabilities(InitFlags::FUSE_WRITEBACK_CACHE)
+                .is_err()
+        {
+            tracing::warn!("the kernel has no writeback cache for FUSE");
+        }
+        // Depth 1: backing files may not be on a stacked filesystem (overlayfs), and the
+        // mount itself may be stacked under one.
+        if self.data_path.passthrough
+            && config.set_max_stack_depth(1).is_ok()
+            && config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok()
+        {
+            self.io_modes = Some(IoModes::new());
+        }
         Ok(())
     }
 
@@ -73,6 +89,7 @@ impl Filesystem for LisaFs {
         tracing::debug!(
             nodes = self.nodes.len(),
             handles = self.handles.len(),
+            passthrough_nodes = self.io_modes.as_ref().map(|modes| modes.len()),
             "session ends"
         );
         if let Err(err) = self.client.flush_closes() {
@@ -197,8 +214,11 @@ impl Filesystem for LisaFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        reply!(reply, self.open(ino, flags.0), |fh| reply
-            .opened(FileHandle(fh), FopenFlags::empty()));
+        let result = self.open(ino, flags.0, &|fd| reply.open_backing(fd));
+        reply!(reply, result, |(fh, io)| match io.backing() {
+            Some(id) => reply.opened_passthrough(FileHandle(fh), io.flags(), id),
+            None => reply.opened(FileHandle(fh), io.flags()),
+        });
     }
 
     fn read(
@@ -367,17 +387,24 @@ impl Filesystem for LisaFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        reply!(
-            reply,
-            self.create(req, parent, name, mode, flags),
-            |(attr, fh)| reply.created(
+        let result = self.create(req, parent, name, mode, flags, &|fd| reply.open_backing(fd));
+        reply!(reply, result, |(attr, fh, io)| match io.backing() {
+            Some(id) => reply.created_passthrough(
                 &self.ttl.entry,
                 &attr,
                 GENERATION,
                 FileHandle(fh),
-                FopenFlags::empty()
-            )
-        );
+                io.flags(),
+                id
+            ),
+            None => reply.created(
+                &self.ttl.entry,
+                &attr,
+                GENERATION,
+                FileHandle(fh),
+                io.flags()
+            ),
+        });
     }
 
     fn fallocate(
