@@ -173,6 +173,11 @@ impl Client {
         &self.inner.supported.raw
     }
 
+    /// Whether the server listed `mid` as supported at Mount.
+    pub fn supports(&self, mid: Mid) -> bool {
+        self.inner.supports(mid)
+    }
+
     /// How many shared-memory channels are idle (all of them, when no RPC is running).
     pub fn idle_channels(&self) -> usize {
         self.inner.channels.idle()

@@ -73,8 +73,11 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) writeback_cache: bool,
 
-    /// Threads serving FUSE requests.
-    #[arg(long, value_name = "N", default_value_t = 2)]
+    /// Threads serving FUSE requests. One answers a lone process fastest (each request
+    /// wakes the same thread; on a 2-core machine two threads took twice as long per
+    /// request, see benches/README.md); more help when many processes use the mount at
+    /// once on a machine with cores to spare.
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub(crate) threads: usize,
 
     /// The gofer binary for --root and --memory (default: `gofer` next to this program, else on PATH).

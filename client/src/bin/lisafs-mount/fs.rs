@@ -6,7 +6,7 @@
 //!
 //! | FUSE | lisafs |
 //! |---|---|
-//! | lookup | Walk (one component) |
+//! | lookup | WalkStat (one component), and a Walk if the file has no node yet |
 //! | getattr | FStat |
 //! | setattr | SetStat + FStat (the reply needs the new attributes) |
 //! | readlink, statfs | ReadLinkAt, FStatFS |
@@ -16,7 +16,7 @@
 //! | rename (flags) | RenameAt (RenameAt2) |
 //! | open, opendir | OpenAt |
 //! | read, write, fsync, fallocate | the donated host FD, else PRead, PWrite, FSync, FAllocate |
-//! | flush | Flush (no RPC: our gofer and gVisor's do not list it) |
+//! | flush | Flush; not even asked for (`FOPEN_NOFLUSH`) when the gofer does not list it, as ours and gVisor's do not |
 //! | readdir | Getdents64, only for entries not read yet (see `handles.rs`) |
 //! | get/set/list/removexattr | FGetXattr, FSetXattr, FListXattr, FRemoveXattr |
 //! | forget, release, releasedir | none: dropped FDIDs join the client's batched Close |
@@ -26,8 +26,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{FileAttr, Generation, INodeNo, Request};
-use lisafs_client::{Client, ErrorKind, Inode, Owner, SetStat, Statx};
+use fuser::{FileAttr, FopenFlags, Generation, INodeNo, Request};
+use lisafs_client::{Client, Errno, ErrorKind, Inode, Mid, Owner, SetStat, Statx};
 
 use crate::attr::{errno, file_attr};
 use crate::handles::Handles;
@@ -39,6 +39,9 @@ pub(crate) type Res<T> = Result<T, fuser::Errno>;
 
 /// Set-group-ID bit of a directory: new entries take the directory's group.
 const S_ISGID: u16 = 0o2000;
+
+/// The xattr holding a file's capabilities.
+const SECURITY_CAPABILITY: &[u8] = b"security.capability";
 
 /// Cache timeouts the kernel is given with every entry and attribute reply.
 #[derive(Debug, Clone, Copy)]
@@ -63,6 +66,9 @@ pub(crate) struct LisaFs {
     pub(crate) handles: Handles,
     pub(crate) ttl: Timeouts,
     pub(crate) data_path: DataPath,
+    /// Flags for every regular file's open reply: `FOPEN_NOFLUSH` when the gofer has no
+    /// Flush (ours and gVisor's), so that close(2) makes no round trip here.
+    pub(crate) open_flags: FopenFlags,
     /// Open files' I/O modes, once `init` has agreed passthrough with the kernel.
     pub(crate) io_modes: Option<Arc<IoModes>>,
     /// Called once the connection to the gofer has failed, so that `main` unmounts.
@@ -77,7 +83,12 @@ impl LisaFs {
         on_broken: Box<dyn Fn() + Send + Sync>,
     ) -> Self {
         let client = Arc::new(client);
+        let open_flags = match client.supports(Mid::Flush) {
+            true => FopenFlags::empty(),
+            false => FopenFlags::FOPEN_NOFLUSH,
+        };
         Self {
+            open_flags,
             nodes: Nodes::new(Arc::clone(&client)),
             client,
             handles: Handles::default(),
@@ -131,8 +142,19 @@ impl LisaFs {
         owner
     }
 
+    /// A name's entry. With the default entry timeout of 0 most lookups revalidate a name
+    /// the kernel already holds, so the first RPC is a WalkStat, which opens nothing on
+    /// the gofer: a file the bridge has a node for needs no new ControlFd. Only a file
+    /// new to the bridge takes a Walk as well.
     pub(crate) fn lookup(&self, parent: INodeNo, name: &OsStr) -> Res<FileAttr> {
         let dir = self.control(parent)?;
+        let stats = dir
+            .walk_stat(&[name.as_bytes()])
+            .map_err(|err| self.fail(err))?;
+        let stat = stats.first().ok_or(fuser::Errno::ENOENT)?;
+        if let Some(id) = self.nodes.find(stat) {
+            return Ok(file_attr(stat, id));
+        }
         let (_, mut inodes) = dir.walk(&[name.as_bytes()]).map_err(|err| self.fail(err))?;
         // One component: anything but exactly one inode means it does not exist (a
         // symlink as the final component is `Success`).
@@ -173,10 +195,21 @@ impl LisaFs {
 
     /// The value of `name`; `size` 0 asks for the whole value (the caller replies with
     /// its length).
+    ///
+    /// The kernel asks for `security.capability` before every write (to clear it), and a
+    /// gofer that refuses the `security` namespace (ours by default) answers EOPNOTSUPP:
+    /// that answer is kept per node, so writes do not each cost an RPC.
     pub(crate) fn getxattr(&self, ino: INodeNo, name: &OsStr, size: u32) -> Res<Vec<u8>> {
+        let capability = name.as_bytes() == SECURITY_CAPABILITY;
+        if capability && self.nodes.no_capability_xattr(ino.0) {
+            return Err(fuser::Errno::EOPNOTSUPP);
+        }
         let fd = self.control(ino)?;
-        fd.get_xattr(name.as_bytes(), size)
-            .map_err(|err| self.fail(err))
+        let result = fd.get_xattr(name.as_bytes(), size);
+        if capability && matches!(&result, Err(err) if err.errno() == Errno::EOPNOTSUPP) {
+            self.nodes.set_no_capability_xattr(ino.0);
+        }
+        result.map_err(|err| self.fail(err))
     }
 
     /// The attribute names as `listxattr(2)` returns them: each followed by a NUL.

@@ -57,6 +57,8 @@ struct Node {
     /// The mode from the latest stat seen (lookup, getattr, create): only used to decide
     /// whether a new child inherits this directory's group (set-group-ID directories).
     mode: u16,
+    /// The gofer answered EOPNOTSUPP for this file's `security.capability`.
+    no_capability_xattr: bool,
 }
 
 struct Table {
@@ -80,6 +82,7 @@ impl Nodes {
             key: key(&stat),
             lookups: 1,
             mode: stat.mode,
+            no_capability_xattr: false,
         };
         let table = Table {
             by_key: HashMap::from([(root.key, ROOT_ID)]),
@@ -107,11 +110,42 @@ impl Nodes {
         self.table.lock().by_id.get(&id).map(|node| node.mode)
     }
 
+    /// Whether the gofer refused node `id`'s `security.capability` as unsupported.
+    pub(crate) fn no_capability_xattr(&self, id: u64) -> bool {
+        let table = self.table.lock();
+        table
+            .by_id
+            .get(&id)
+            .is_some_and(|node| node.no_capability_xattr)
+    }
+
+    /// Remembers that the gofer refused node `id`'s `security.capability` as unsupported:
+    /// its xattr policy and the host file's filesystem stay what they are.
+    pub(crate) fn set_no_capability_xattr(&self, id: u64) {
+        if let Some(node) = self.table.lock().by_id.get_mut(&id) {
+            node.no_capability_xattr = true;
+        }
+    }
+
     /// Records a fresh stat of node `id`.
     pub(crate) fn update(&self, id: u64, stat: &Statx) {
         if let Some(node) = self.table.lock().by_id.get_mut(&id) {
             node.mode = stat.mode;
         }
+    }
+
+    /// Adds one kernel reference to the node of the host file `stat` describes, if there
+    /// is one, and returns its ID.
+    pub(crate) fn find(&self, stat: &Statx) -> Option<u64> {
+        Self::add_reference(&mut self.table.lock(), stat)
+    }
+
+    fn add_reference(table: &mut Table, stat: &Statx) -> Option<u64> {
+        let id = *table.by_key.get(&key(stat))?;
+        let node = table.by_id.get_mut(&id)?;
+        node.lookups += 1;
+        node.mode = stat.mode;
+        Some(id)
     }
 
     /// Adds one kernel reference to the file `inode` names (a new node, or the existing
@@ -120,13 +154,9 @@ impl Nodes {
         let Inode { fd, stat } = inode;
         let key = key(&stat);
         let mut table = self.table.lock();
-        if let Some(&id) = table.by_key.get(&key) {
-            if let Some(node) = table.by_id.get_mut(&id) {
-                node.lookups += 1;
-                node.mode = stat.mode;
-                // `fd` drops here: the node keeps the ControlFd it already has.
-                return id;
-            }
+        if let Some(id) = Self::add_reference(&mut table, &stat) {
+            // `fd` drops here: the node keeps the ControlFd it already has.
+            return id;
         }
         let id = if stat.ino > ROOT_ID && !table.by_id.contains_key(&stat.ino) {
             stat.ino
@@ -140,6 +170,7 @@ impl Nodes {
             key,
             lookups: 1,
             mode: stat.mode,
+            no_capability_xattr: false,
         };
         table.by_id.insert(id, node);
         id

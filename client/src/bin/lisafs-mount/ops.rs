@@ -216,8 +216,8 @@ impl Filesystem for LisaFs {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let result = self.open(ino, flags.0, &|fd| reply.open_backing(fd));
         reply!(reply, result, |(fh, io)| match io.backing() {
-            Some(id) => reply.opened_passthrough(FileHandle(fh), io.flags(), id),
-            None => reply.opened(FileHandle(fh), io.flags()),
+            Some(id) => reply.opened_passthrough(FileHandle(fh), io.flags() | self.open_flags, id),
+            None => reply.opened(FileHandle(fh), io.flags() | self.open_flags),
         });
     }
 
@@ -394,7 +394,7 @@ impl Filesystem for LisaFs {
                 &attr,
                 GENERATION,
                 FileHandle(fh),
-                io.flags(),
+                io.flags() | self.open_flags,
                 id
             ),
             None => reply.created(
@@ -402,7 +402,7 @@ impl Filesystem for LisaFs {
                 &attr,
                 GENERATION,
                 FileHandle(fh),
-                io.flags()
+                io.flags() | self.open_flags
             ),
         });
     }
