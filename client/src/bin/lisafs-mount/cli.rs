@@ -152,7 +152,6 @@ pub(crate) struct MountSpec {
 }
 
 impl Args {
-    /// The kernel cache timeouts.
     /// Passthrough and the writeback cache, from --no-passthrough and --writeback-cache.
     pub(crate) fn data_path(&self) -> DataPath {
         DataPath {
@@ -161,6 +160,7 @@ impl Args {
         }
     }
 
+    /// The kernel cache timeouts.
     pub(crate) fn timeouts(&self) -> Result<Timeouts, String> {
         let secs = |value: f64, name: &str| {
             Duration::try_from_secs_f64(value).map_err(|_| format!("bad --{name} {value}"))

@@ -1,10 +1,10 @@
 //! Open files and directories: OpenAt, then I/O on the donated host FD when there is one
-//! (no RPC per read or write), lisafs RPCs otherwise.
-
-use std::sync::Arc;
+//! (by the kernel itself under passthrough, else here; no RPC per read or write), lisafs
+//! RPCs otherwise.
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
 
 use fuser::{BackingId, INodeNo};
 use lisafs_client::{Errno, Opened, O_RDONLY, O_RDWR, O_WRONLY};
