@@ -8,17 +8,18 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
 
-use lisafs_protocol::transport::channel::Channel;
+use lisafs_protocol::transport::channel::{Channel, Incoming};
 use lisafs_protocol::transport::socket::{Frame, FramedSocket, SocketError};
 use lisafs_protocol::wire::{
     decode, encode_into, ChannelReq, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountReq,
-    Request, Statx, DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+    PReadReq, PReadResp, Request, Statx, DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
 };
 use parking_lot::Mutex;
 
 use crate::channels::{ClientOptions, Pool, Pooled};
 use crate::error::{Error, Result};
 use crate::fd::{ControlFd, Handle, OpenFd};
+use crate::open::read_into;
 
 /// Released FDIDs are sent to the server in one Close once this many are queued, as
 /// gVisor's client does: one RPC per hundred closes instead of one per close.
@@ -245,6 +246,27 @@ impl Inner {
         exchange(&mut conn, self.max_message_size, req, decode)
     }
 
+    /// PRead into `dest`: over a channel the data goes from the window straight into
+    /// `dest`; over the socket, from the receive buffer. The outer result is the call's
+    /// (as [`Inner::call_with`]'s), the inner one the bytes read or a bad response.
+    pub(crate) fn pread_into(&self, req: &PReadReq, dest: &mut [u8]) -> Result<Result<usize>> {
+        if !self.supports(Mid::PRead) {
+            return Err(Error::local(Errno::EOPNOTSUPP));
+        }
+        if let Some(mut pooled) = self.channels.take() {
+            let (result, alive) = pread_on_channel(&mut pooled, self.max_message_size, req, dest);
+            if alive {
+                self.channels.give_back(pooled);
+            }
+            return result;
+        }
+        let mut conn = self.conn.lock();
+        exchange(&mut conn, self.max_message_size, req, |payload| {
+            Ok(read_into(dest, payload))
+        })
+        .map(|(read, _)| read)
+    }
+
     /// Opens up to `options.channels` channels over the socket. `ENOMEM` means the server's
     /// limit was reached; any failure just leaves fewer channels (the socket always works).
     fn open_channels(&self, options: &ClientOptions) {
@@ -417,6 +439,62 @@ fn exchange_channel<R: Request, T>(
         Ok(frame) => (decode_response::<R, T>(frame, decode), true),
         Err(err) => (Err(Error::transport(err)), false),
     }
+}
+
+/// [`exchange_channel`] for a PRead, the data copied from the window straight into
+/// `dest`; any other response (an error) is copied out and decoded as usual.
+fn pread_on_channel(
+    pooled: &mut Pooled,
+    max: u32,
+    req: &PReadReq,
+    dest: &mut [u8],
+) -> (Result<Result<usize>>, bool) {
+    if let Err(err) = encode_request(&mut pooled.buf, max, req) {
+        return (Err(err), true);
+    }
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
+    let Pooled { channel, buf } = pooled;
+    let mid = Mid::PRead.as_u16();
+    let result = channel.call_in_place(mid, buf, 0, max, |incoming| {
+        if incoming.mid() == mid {
+            return Ok(read_in_place(dest, &incoming));
+        }
+        let mid = incoming.mid();
+        let payload = incoming.payload().map_err(Error::transport)?;
+        let frame = Frame {
+            mid,
+            payload,
+            fds: Vec::new(),
+        };
+        decode_response::<PReadReq, _>(frame, |payload| Ok(read_into(dest, payload)))
+            .map(|(read, _)| read)
+    });
+    match result {
+        Ok((read, _)) => (read, true),
+        Err(err) => (Err(Error::transport(err)), false),
+    }
+}
+
+/// Copies the data of the PRead response still in the window into the start of `dest`,
+/// after checking its count against the payload and `dest`; the number of bytes.
+fn read_in_place(dest: &mut [u8], incoming: &Incoming<'_>) -> Result<usize> {
+    let bad = |what: String| Error::protocol(Errno::EIO, what);
+    let mut header = [0u8; PReadResp::HEADER_SIZE];
+    incoming
+        .copy_to(0, &mut header)
+        .map_err(|_| bad(format!("PRead response of {} bytes", incoming.len())))?;
+    let room = incoming.len() - PReadResp::HEADER_SIZE;
+    let n = usize::try_from(u64::from_le_bytes(header)).unwrap_or(usize::MAX);
+    if n > room {
+        return Err(bad(format!("PRead response claims {n} bytes in {room}")));
+    }
+    let Some(dest) = dest.get_mut(..n) else {
+        return Err(bad(format!("PRead of {} bytes returned {n}", dest.len())));
+    };
+    incoming
+        .copy_to(PReadResp::HEADER_SIZE, dest)
+        .map_err(Error::transport)?;
+    Ok(n)
 }
 
 /// Turns a response frame into what `decode` makes of its payload, or the error it

@@ -11,7 +11,7 @@ use crate::fd::OpenFd;
 
 /// Copies the data of the PRead response `payload` into the start of `dest` (as long as
 /// the read asked for); the number of bytes.
-fn read_into(dest: &mut [u8], payload: &[u8]) -> Result<usize> {
+pub(crate) fn read_into(dest: &mut [u8], payload: &[u8]) -> Result<usize> {
     let data = PReadResp::decode_data(payload)
         .map_err(|err| Error::protocol(Errno::EIO, format!("bad PRead response: {err}")))?;
     let Some(dest) = dest.get_mut(..data.len()) else {
@@ -68,12 +68,8 @@ impl OpenFd {
             // The data goes from where it arrived straight into `buf`. A bad response is an
             // error even after some chunks; a failed call ends the read short, with what
             // was read.
-            let dest = &mut buf[done..done + want];
-            let n = match self
-                .inner()
-                .call_with(&req, |payload| Ok(read_into(dest, payload)))
-            {
-                Ok((copied, _)) => copied?,
+            let n = match self.inner().pread_into(&req, &mut buf[done..done + want]) {
+                Ok(read) => read?,
                 Err(err) if done == 0 => return Err(err),
                 Err(_) => break,
             };

@@ -7,7 +7,7 @@
 //! each call into host syscalls. Every method has a default that fails with `ENOSYS`, so
 //! adding an operation never breaks an existing backend.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 
 use lisafs_protocol::wire::{Dirent64, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
@@ -263,6 +263,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Accepts one connection (Accept): the connected socket and the peer's address.
     fn accept(&self, socket: &Self::Socket) -> BResult<(OwnedFd, Vec<u8>)> {
         Err(Errno::ENOSYS)
+    }
+
+    /// A host FD whose `pread(2)` does exactly what [`Backend::read`] does on `open`, so
+    /// that the server may have the kernel read a PRead's data straight into a channel's
+    /// window. `None` (the default): the server always calls `read`.
+    fn read_fd<'a>(&self, open: &'a Self::Open) -> Option<BorrowedFd<'a>> {
+        None
     }
 
     /// Reads at `offset` into `buf`; 0 means end of file (PRead).

@@ -77,13 +77,16 @@ impl<B: Backend> Connection<B> {
 fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
     let mut out = Vec::new();
     let result = channel.accept().and_then(|()| loop {
-        let (mid, fds, pending) = {
-            let frame = channel.recv_request()?;
-            conn.handle(frame.mid, frame.payload, &mut out)
+        let (frame, mut reply) = channel.next_request()?;
+        let answer = conn.handle(frame.mid, frame.payload, &mut out, Some(&mut reply));
+        let sent = match answer.in_place {
+            Some(len) => reply.send_in_place(answer.mid, len),
+            None => {
+                let borrowed: Vec<_> = answer.fds.iter().map(AsFd::as_fd).collect();
+                reply.send(answer.mid, &out, &borrowed)
+            }
         };
-        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-        let sent = channel.send_response(mid, &out, &borrowed);
-        conn.sent(pending);
+        conn.sent(answer.pending);
         sent?;
     });
     match result {
@@ -101,7 +104,8 @@ fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
     }
 }
 
-fn channel_errno(err: ChannelError) -> Errno {
+/// The errno a failed channel operation gives its caller.
+pub(crate) fn channel_errno(err: ChannelError) -> Errno {
     match err {
         ChannelError::Io(errno) => errno.into(),
         _ => Errno::EIO,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
+use lisafs_protocol::transport::channel;
 use lisafs_protocol::wire::{
     encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, MAX_MESSAGE_SIZE,
 };
@@ -33,9 +34,18 @@ pub(crate) const SUPPORTED: [u16; 32] = [
 /// A handler's result: the response and the host FDs it donates, in order.
 pub(crate) type Reply = Result<(AnyResponse, Vec<OwnedFd>), Errno>;
 
-/// What [`Connection::handle`] answers: the response MID, the host FDs to donate, and with
-/// metrics on the request to record once the response is sent ([`Connection::sent`]).
-pub(crate) type Answer = (u16, Vec<OwnedFd>, Option<Pending>);
+/// What [`Connection::handle`] answers.
+pub(crate) struct Answer {
+    /// The response MID.
+    pub(crate) mid: u16,
+    /// The host FDs to donate.
+    pub(crate) fds: Vec<OwnedFd>,
+    /// With metrics on, the request to record once the response is sent
+    /// ([`Connection::sent`]).
+    pub(crate) pending: Option<Pending>,
+    /// The payload is not in `out` but already in the channel's window, this long.
+    pub(crate) in_place: Option<usize>,
+}
 
 /// Wraps a response that donates nothing.
 pub(crate) fn reply(resp: AnyResponse) -> Reply {
@@ -71,26 +81,33 @@ impl<B: Backend> Connection<B> {
         })
     }
 
-    /// Handles one request; writes the response payload into `out` and returns the
-    /// response MID, the FDs to donate, and what to give [`Connection::sent`] once the
-    /// response has been sent.
-    pub(crate) fn handle(&self, raw_mid: u16, payload: &[u8], out: &mut Vec<u8>) -> Answer {
+    /// Handles one request; writes the response payload into `out` (or, for a PRead from
+    /// a channel, maybe straight into `window`) and says how to send it.
+    pub(crate) fn handle(
+        &self,
+        raw_mid: u16,
+        payload: &[u8],
+        out: &mut Vec<u8>,
+        window: Option<&mut channel::Reply<'_>>,
+    ) -> Answer {
         let _context = context::enter(self.context);
-        if self.server.metrics.is_none() {
-            let (mid, fds) = self
-                .respond(raw_mid, payload, out)
-                .unwrap_or_else(|errno| failed(raw_mid, errno, out));
-            return (mid, fds, None);
-        }
-        let start = Instant::now();
-        let result = self.respond(raw_mid, payload, out);
-        let pending = Pending {
+        let start = self.server.metrics.is_some().then(Instant::now);
+        let result = self.respond(raw_mid, payload, out, window);
+        let pending = start.map(|start| Pending {
             raw_mid,
             error: result.as_ref().err().copied(),
             start,
-        };
-        let (mid, fds) = result.unwrap_or_else(|errno| failed(raw_mid, errno, out));
-        (mid, fds, Some(pending))
+        });
+        let (mid, fds, in_place) = result.unwrap_or_else(|errno| {
+            let (mid, fds) = failed(raw_mid, errno, out);
+            (mid, fds, None)
+        });
+        Answer {
+            mid,
+            fds,
+            pending,
+            in_place,
+        }
     }
 
     /// Records a request whose response has been sent (or failed to be).
@@ -100,19 +117,20 @@ impl<B: Backend> Connection<B> {
         }
     }
 
-    /// Runs the request and encodes its response into `out`, or fails with the errno to
-    /// answer.
+    /// Runs the request and encodes its response into `out` (or a PRead's into `window`,
+    /// then giving its length), or fails with the errno to answer.
     fn respond(
         &self,
         raw_mid: u16,
         payload: &[u8],
         out: &mut Vec<u8>,
-    ) -> Result<(u16, Vec<OwnedFd>), Errno> {
+        window: Option<&mut channel::Reply<'_>>,
+    ) -> Result<(u16, Vec<OwnedFd>, Option<usize>), Errno> {
         let (mid, req) = self.check(raw_mid, payload)?;
         if let AnyRequest::PRead(req) = req {
-            // Read straight into the response buffer: no copy of the data in between.
-            guarded(mid, || self.pread(req, out))?;
-            return Ok((raw_mid, Vec::new()));
+            // Read straight into the response: no copy of the data in between.
+            let in_place = guarded(mid, || self.pread(req, out, window))?;
+            return Ok((raw_mid, Vec::new(), in_place));
         }
         out.clear();
         let (mut resp, fds) = guarded(mid, || self.dispatch(req))?;
@@ -124,7 +142,7 @@ impl<B: Backend> Connection<B> {
             drop(fds);
             return Err(Errno::EIO);
         }
-        Ok((resp.mid().as_u16(), fds))
+        Ok((resp.mid().as_u16(), fds, None))
     }
 
     /// The request, decoded, if the connection may run it now.
@@ -275,7 +293,12 @@ impl<B: Backend> Connection<B> {
             error: Some(errno),
             start,
         });
-        (mid, fds, pending)
+        Answer {
+            mid,
+            fds,
+            pending,
+            in_place: None,
+        }
     }
 }
 

@@ -187,8 +187,8 @@ fn serve_socket<B: Backend>(
 ) -> Result<(), ServeError> {
     let mut out = Vec::new();
     loop {
-        let (mid, fds, pending) = match socket.recv(MAX_MESSAGE_SIZE, 0) {
-            Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out),
+        let answer = match socket.recv(MAX_MESSAGE_SIZE, 0) {
+            Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out, None),
             Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
                 let start = Instant::now();
                 socket.discard(len)?;
@@ -199,9 +199,9 @@ fn serve_socket<B: Backend>(
             Err(SocketError::Closed) => return Ok(()),
             Err(err) => return Err(err.into()),
         };
-        let borrowed: Vec<_> = fds.iter().map(AsFd::as_fd).collect();
-        let sent = socket.send(mid, &out, &borrowed);
-        conn.sent(pending);
+        let borrowed: Vec<_> = answer.fds.iter().map(AsFd::as_fd).collect();
+        let sent = socket.send(answer.mid, &out, &borrowed);
+        conn.sent(answer.pending);
         sent?;
         // Our copies of donated FDs close here; the client holds its own.
     }

@@ -94,6 +94,62 @@ fn many_threads_share_one_client_and_every_result_is_right() {
 }
 
 #[test]
+fn reads_over_a_channel_arrive_whole_and_match_the_socket() {
+    let gofer = Gofer::start(GOFER, &[]);
+    // Several message-sized chunks and a ragged end, with a pattern that shows misplaced
+    // or repeated chunks.
+    let content: Vec<u8> = (0..5_000_003u32)
+        .map(|i| (i * 7 + i / 4093).to_le_bytes()[0])
+        .collect();
+    fs::write(gofer.root().join("big"), &content).unwrap();
+    fs::write(gofer.root().join("wo"), b"secret").unwrap();
+    let socket_only = ClientOptions {
+        channels: 0,
+        ..Default::default()
+    };
+    let on_socket = Client::connect_with(gofer.socket(), socket_only).unwrap();
+    let on_channels = gofer.client();
+    assert!(
+        content.len() > 2 * on_channels.max_message_size() as usize,
+        "the file must span several chunks"
+    );
+    for client in [&on_channels, &on_socket] {
+        let (_, inodes) = client.root().walk(&["big"]).unwrap();
+        let opened = inodes[0].fd.open_at(0).unwrap();
+        let mut buf = vec![0u8; content.len() + 100];
+        assert_eq!(opened.fd.pread(0, &mut buf).unwrap(), content.len());
+        assert!(
+            buf[..content.len()] == content[..],
+            "whole-file read differs"
+        );
+        let mut part = vec![0u8; 70_000];
+        assert_eq!(opened.fd.pread(1_234_567, &mut part).unwrap(), part.len());
+        assert!(part[..] == content[1_234_567..1_234_567 + part.len()]);
+        let tail = content.len() as u64 - 10;
+        assert_eq!(
+            opened.fd.pread(tail, &mut part).unwrap(),
+            10,
+            "short at the end"
+        );
+        assert_eq!(part[..10], content[content.len() - 10..]);
+        assert_eq!(opened.fd.pread(content.len() as u64, &mut part).unwrap(), 0);
+        let (_, inodes) = client.root().walk(&["wo"]).unwrap();
+        let write_only = inodes[0].fd.open_at(1).unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(
+            lisafs_tests::errno(write_only.fd.pread(0, &mut buf)),
+            Errno::EBADF
+        );
+        assert_eq!(buf, [0u8; 16], "nothing was read into the caller's buffer");
+    }
+    assert_eq!(
+        on_channels.idle_channels(),
+        ClientOptions::default().channels,
+        "a channel was lost"
+    );
+}
+
+#[test]
 fn callers_get_eio_not_a_hang_when_the_gofer_dies() {
     let mut gofer = Gofer::start(GOFER, &[]);
     fs::write(gofer.root().join("f"), b"x").unwrap();

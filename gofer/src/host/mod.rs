@@ -20,7 +20,7 @@ mod socket;
 mod xattr;
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
@@ -358,6 +358,11 @@ impl Backend for HostBackend {
 
     fn accept(&self, socket: &HostSocket) -> BResult<(OwnedFd, Vec<u8>)> {
         socket::accept(self, socket)
+    }
+
+    /// Regular files opened for reading: `read` is a plain `pread` of them.
+    fn read_fd<'a>(&self, open: &'a HostOpen) -> Option<BorrowedFd<'a>> {
+        (open.kind() == FileKind::Regular && open.readable()).then(|| open.as_fd())
     }
 
     fn read(&self, open: &HostOpen, offset: u64, buf: &mut [u8]) -> BResult<usize> {

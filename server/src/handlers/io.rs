@@ -1,11 +1,13 @@
 //! PWrite, PRead, FAllocate (SPEC.md §6.11, §6.12, §6.18).
 
+use lisafs_protocol::transport::channel::Reply;
 use lisafs_protocol::wire::{
     Errno, FAllocateReq, FAllocateResp, PReadReq, PReadResp, PWriteReq, PWriteResp,
     MAX_MESSAGE_SIZE,
 };
 
 use crate::backend::Backend;
+use crate::channels::channel_errno;
 use crate::connection::Connection;
 
 impl<B: Backend> Connection<B> {
@@ -26,8 +28,15 @@ impl<B: Backend> Connection<B> {
         Ok(PWriteResp { count })
     }
 
-    /// PRead, its response encoded into `out` with the data read straight into place.
-    pub(crate) fn pread(&self, req: PReadReq, out: &mut Vec<u8>) -> Result<(), Errno> {
+    /// PRead, its data read straight into place: into `window` (returning the payload's
+    /// length there) when the request came on a channel and the backend reads from a host
+    /// FD, otherwise into the response encoded in `out`.
+    pub(crate) fn pread(
+        &self,
+        req: PReadReq,
+        out: &mut Vec<u8>,
+        window: Option<&mut Reply<'_>>,
+    ) -> Result<Option<usize>, Errno> {
         // In 64 bits: gVisor's 32-bit sum wraps for counts near u32::MAX.
         if 8 + u64::from(req.count) > u64::from(MAX_MESSAGE_SIZE) {
             return Err(Errno::ENOBUFS);
@@ -36,14 +45,34 @@ impl<B: Backend> Connection<B> {
         if !fd.readable {
             return Err(Errno::EBADF);
         }
+        let count = req.count as usize;
         let _node = fd.control.node.lock.read();
-        let n = PReadResp::encode_read(out, req.count as usize, |data| {
-            self.server.backend().read(&fd.open, req.offset, data)
-        })?;
+        let backend = self.server.backend();
+        let direct = window
+            .filter(|window| PReadResp::HEADER_SIZE + count <= window.max_payload())
+            .zip(backend.read_fd(&fd.open));
+        let (n, in_place) = match direct {
+            Some((window, host)) => {
+                let at = PReadResp::HEADER_SIZE;
+                let n = window
+                    .pread_into_payload(at, count, host, req.offset)
+                    .map_err(channel_errno)?;
+                window
+                    .write_payload(0, &PReadResp::header(n))
+                    .map_err(channel_errno)?;
+                (n, Some(at + n))
+            }
+            None => {
+                let n = PReadResp::encode_read(out, count, |data| {
+                    backend.read(&fd.open, req.offset, data)
+                })?;
+                (n, None)
+            }
+        };
         if let Some(metrics) = self.server.metrics() {
             metrics.add_read(n);
         }
-        Ok(())
+        Ok(in_place)
     }
 
     pub(crate) fn fallocate(&self, req: FAllocateReq) -> Result<FAllocateResp, Errno> {

@@ -92,6 +92,145 @@ pub struct NewChannel {
     pub donate: [OwnedFd; 2],
 }
 
+/// Server: the answer to one request, sent on the channel it came from.
+#[derive(Debug)]
+pub struct Reply<'a> {
+    endpoint: &'a Endpoint,
+    fd_socket: BorrowedFd<'a>,
+}
+
+impl Reply<'_> {
+    /// Largest payload the window holds.
+    pub fn max_payload(&self) -> usize {
+        self.endpoint.window.data_capacity() - ChannelHeader::SIZE
+    }
+
+    /// Sends `payload` under `mid`; FDs go first, on the side socket.
+    pub fn send(
+        self,
+        mid: u16,
+        payload: &[u8],
+        donate: &[BorrowedFd<'_>],
+    ) -> Result<(), ChannelError> {
+        let sent = fds::send(self.fd_socket, donate);
+        self.put_message(mid, payload, sent)
+    }
+
+    /// Reads up to `len` bytes of `fd` from `offset` straight into the payload area,
+    /// `at` bytes into the payload, for [`Reply::send_in_place`]; returns the bytes read.
+    /// File data then crosses no buffer of ours. Nothing is sent yet.
+    pub fn pread_into_payload(
+        &mut self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<usize, ChannelError> {
+        self.endpoint
+            .window
+            .pread_into(ChannelHeader::SIZE + at, len, fd, offset)
+            .map_err(ChannelError::Io)
+    }
+
+    /// Copies `bytes` into the payload area, `at` bytes into the payload.
+    pub fn write_payload(&mut self, at: usize, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.endpoint
+            .window
+            .write_data(ChannelHeader::SIZE + at, bytes)
+            .map_err(ChannelError::Io)
+    }
+
+    /// Sends under `mid` the first `len` bytes of the payload area, as written by
+    /// [`Reply::write_payload`] and [`Reply::pread_into_payload`]. No FDs.
+    pub fn send_in_place(self, mid: u16, len: usize) -> Result<(), ChannelError> {
+        self.hand_over(mid, len, 0)
+    }
+
+    fn put_message(&self, mid: u16, payload: &[u8], num_fds: u8) -> Result<(), ChannelError> {
+        if payload.len() <= self.max_payload() {
+            self.endpoint
+                .window
+                .write_data(ChannelHeader::SIZE, payload)
+                .map_err(ChannelError::Io)?;
+        }
+        self.hand_over(mid, payload.len(), num_fds)
+    }
+
+    /// Writes the header of a `len`-byte payload already in place and hands over the turn.
+    fn hand_over(&self, mid: u16, len: usize, num_fds: u8) -> Result<(), ChannelError> {
+        if len > self.max_payload() {
+            return Err(ChannelError::TooLarge {
+                len,
+                max: self.max_payload(),
+            });
+        }
+        self.put_header(mid, num_fds)?;
+        self.endpoint.send(ChannelHeader::SIZE + len)
+    }
+
+    fn put_header(&self, mid: u16, num_fds: u8) -> Result<(), ChannelError> {
+        let header = ChannelHeader {
+            mid,
+            num_fds,
+            _pad: 0,
+        };
+        self.endpoint
+            .window
+            .write_data(0, header.as_bytes())
+            .map_err(ChannelError::Io)
+    }
+}
+
+/// Client: a response still in the window ([`Channel::call_in_place`]). The peer may
+/// change the window at any time, so nothing is read from it but by copying out.
+#[derive(Debug)]
+pub struct Incoming<'a> {
+    mid: u16,
+    len: usize,
+    window: &'a Window,
+    buf: &'a mut Vec<u8>,
+}
+
+impl<'a> Incoming<'a> {
+    /// The response's MID.
+    pub fn mid(&self) -> u16 {
+        self.mid
+    }
+
+    /// The payload's length.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies `dst.len()` payload bytes from `at` into `dst`; `EINVAL` past the payload.
+    pub fn copy_to(&self, at: usize, dst: &mut [u8]) -> Result<(), ChannelError> {
+        match at.checked_add(dst.len()) {
+            Some(end) if end <= self.len => self
+                .window
+                .read_data(ChannelHeader::SIZE + at, dst)
+                .map_err(ChannelError::Io),
+            _ => Err(ChannelError::Io(rustix::io::Errno::INVAL)),
+        }
+    }
+
+    /// The whole payload, copied out into the channel's receive buffer.
+    pub fn payload(self) -> Result<&'a [u8], ChannelError> {
+        if self.buf.len() < self.len {
+            self.buf.resize(self.len, 0);
+        }
+        let buf = &mut self.buf[..self.len];
+        self.window
+            .read_data(ChannelHeader::SIZE, buf)
+            .map_err(ChannelError::Io)?;
+        Ok(buf)
+    }
+}
+
 impl Channel {
     /// Server: a new channel whose window holds payloads of up to `max_payload` bytes.
     pub fn create(max_payload: u32, policy: SpinPolicy) -> Result<NewChannel, ChannelError> {
@@ -143,7 +282,7 @@ impl Channel {
 
     /// Largest payload the window holds.
     pub fn max_payload(&self) -> usize {
-        self.endpoint.window.data_capacity() - ChannelHeader::SIZE
+        self.reply().max_payload()
     }
 
     /// Client: the handshake that must precede the first call.
@@ -188,16 +327,49 @@ impl Channel {
         })
     }
 
-    /// Server: waits for the next request and copies it out of the window, so that the
-    /// client can no longer change it while it is decoded.
-    pub fn recv_request(&mut self) -> Result<Frame<'_>, ChannelError> {
+    /// Client: [`Channel::call`], with the response left in the window: `read` gets it
+    /// as an [`Incoming`] and copies out what it needs, so that bulk data crosses once,
+    /// from the window straight to where it belongs.
+    pub fn call_in_place<T>(
+        &mut self,
+        mid: u16,
+        payload: &[u8],
+        want_fds: usize,
+        max_payload: usize,
+        read: impl FnOnce(Incoming<'_>) -> T,
+    ) -> Result<(T, Vec<OwnedFd>), ChannelError> {
+        self.put_message(mid, payload, 0)?;
         let len = self.endpoint.wait()?;
-        let (header, _) = self.copy_out(len)?;
-        Ok(Frame {
+        if len < ChannelHeader::SIZE {
+            return Err(ChannelError::Protocol("message shorter than its header"));
+        }
+        let mut raw = [0u8; ChannelHeader::SIZE];
+        self.endpoint
+            .window
+            .read_data(0, &mut raw)
+            .map_err(ChannelError::Io)?;
+        let header: ChannelHeader = zerocopy::transmute!(raw);
+        let len = len - ChannelHeader::SIZE;
+        if len > max_payload {
+            return Err(ChannelError::TooLarge {
+                len,
+                max: max_payload,
+            });
+        }
+        let fds = fds::recv(self.fd_socket.as_fd(), header.num_fds, want_fds)?;
+        let incoming = Incoming {
             mid: header.mid,
-            payload: &self.buf[ChannelHeader::SIZE..len],
-            fds: Vec::new(),
-        })
+            len,
+            window: &self.endpoint.window,
+            buf: &mut self.buf,
+        };
+        Ok((read(incoming), fds))
+    }
+
+    /// Server: [`Channel::next_request`] without the [`Reply`] (answer with
+    /// [`Channel::send_response`]).
+    pub fn recv_request(&mut self) -> Result<Frame<'_>, ChannelError> {
+        self.next_request().map(|(frame, _)| frame)
     }
 
     /// Server: sends the response to the last request; FDs go first, on the side socket.
@@ -207,31 +379,33 @@ impl Channel {
         payload: &[u8],
         donate: &[BorrowedFd<'_>],
     ) -> Result<(), ChannelError> {
-        let sent = fds::send(self.fd_socket.as_fd(), donate);
-        self.put_message(mid, payload, sent)
+        self.reply().send(mid, payload, donate)
+    }
+
+    /// Server: waits for the next request and returns it, copied out of the window so that
+    /// the client can no longer change it while it is decoded, with the [`Reply`] that
+    /// answers it.
+    pub fn next_request(&mut self) -> Result<(Frame<'_>, Reply<'_>), ChannelError> {
+        let len = self.endpoint.wait()?;
+        let (header, _) = self.copy_out(len)?;
+        let frame = Frame {
+            mid: header.mid,
+            payload: &self.buf[ChannelHeader::SIZE..len],
+            fds: Vec::new(),
+        };
+        Ok((frame, self.reply()))
+    }
+
+    fn reply(&self) -> Reply<'_> {
+        Reply {
+            endpoint: &self.endpoint,
+            fd_socket: self.fd_socket.as_fd(),
+        }
     }
 
     /// Writes a message into the window and hands over the turn.
     fn put_message(&mut self, mid: u16, payload: &[u8], num_fds: u8) -> Result<(), ChannelError> {
-        if payload.len() > self.max_payload() {
-            return Err(ChannelError::TooLarge {
-                len: payload.len(),
-                max: self.max_payload(),
-            });
-        }
-        let header = ChannelHeader {
-            mid,
-            num_fds,
-            _pad: 0,
-        };
-        let window = &self.endpoint.window;
-        window
-            .write_data(0, header.as_bytes())
-            .map_err(ChannelError::Io)?;
-        window
-            .write_data(ChannelHeader::SIZE, payload)
-            .map_err(ChannelError::Io)?;
-        self.endpoint.send(ChannelHeader::SIZE + payload.len())
+        self.reply().put_message(mid, payload, num_fds)
     }
 
     fn put(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
@@ -266,7 +440,7 @@ impl Channel {
         }
         self.endpoint
             .window
-            .read_data(&mut self.buf[..len])
+            .read_data(0, &mut self.buf[..len])
             .map_err(ChannelError::Io)
     }
 }

@@ -2,11 +2,14 @@
 //!
 //! The window is shared with the peer process, which may be hostile and may write to it at
 //! any moment. So no Rust reference to window memory is ever created except the two
-//! `AtomicU32` control words; payload bytes move only by copying through raw pointers into
-//! or out of our own buffers, and what is copied out is validated after the copy.
+//! `AtomicU32` control words and, for the length of one `pread(2)`, the byte range the
+//! kernel reads file data into ([`Window::pread_into`]); payload bytes otherwise move only
+//! by copying through raw pointers into or out of our own buffers, and what is copied out
+//! is validated after the copy.
 #![allow(unsafe_code)] // Reason: mmap of a shared memfd, and access to memory another process writes.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
@@ -92,15 +95,15 @@ impl Window {
         self.word(DATA_LEN_OFFSET)
     }
 
-    /// Copies `dst.len()` bytes from the data area into `dst`.
-    pub(crate) fn read_data(&self, dst: &mut [u8]) -> Result<(), Errno> {
-        self.check(dst.len())?;
+    /// Copies `dst.len()` bytes from the data area, starting `at` bytes in, into `dst`.
+    pub(crate) fn read_data(&self, at: usize, dst: &mut [u8]) -> Result<(), Errno> {
+        self.check(at.checked_add(dst.len()).ok_or(Errno::INVAL)?)?;
         // SAFETY: `check` keeps the range inside the mapping; `dst` is our own buffer and
         // cannot overlap shared memory. The peer may change the bytes while we copy; they
         // are plain `u8`s with no validity invariant, and the caller validates the copy.
         unsafe {
             std::ptr::copy_nonoverlapping(
-                self.base.as_ptr().wrapping_add(DATA_OFFSET),
+                self.base.as_ptr().wrapping_add(DATA_OFFSET + at),
                 dst.as_mut_ptr(),
                 dst.len(),
             );
@@ -122,6 +125,38 @@ impl Window {
             );
         }
         Ok(())
+    }
+
+    /// Reads up to `len` bytes of `fd` from `offset` (`pread(2)`, retried on `EINTR`)
+    /// into the data area at `at`: the kernel copies file data straight into the window.
+    /// Returns the bytes read.
+    pub(crate) fn pread_into(
+        &self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<usize, Errno> {
+        self.check(at.checked_add(len).ok_or(Errno::INVAL)?)?;
+        // SAFETY: `check` keeps the range inside the mapping, which outlives this call.
+        // `MaybeUninit<u8>` has no validity invariant, so bytes the peer may write into
+        // the range at any time cannot make it invalid; only the kernel writes through
+        // this slice, and the bytes it returns are never read by us, only counted.
+        let area = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.base
+                    .as_ptr()
+                    .wrapping_add(DATA_OFFSET + at)
+                    .cast::<MaybeUninit<u8>>(),
+                len,
+            )
+        };
+        loop {
+            match rustix::io::pread(fd, &mut *area, offset) {
+                Err(Errno::INTR) => continue,
+                result => return result.map(|(read, _)| read.len()),
+            }
+        }
     }
 
     fn check(&self, end: usize) -> Result<(), Errno> {

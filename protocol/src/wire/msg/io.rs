@@ -46,6 +46,15 @@ pub struct PReadResp {
 }
 
 impl PReadResp {
+    /// Bytes before the data: the `u64` count.
+    pub const HEADER_SIZE: usize = 8;
+
+    /// The count that precedes `n` bytes of data, for a response whose data was written
+    /// in place (after [`PReadResp::HEADER_SIZE`] bytes of room).
+    pub fn header(n: usize) -> [u8; Self::HEADER_SIZE] {
+        (n as u64).to_le_bytes()
+    }
+
     /// Encodes into `out` (replacing what it held) the response to a read of up to
     /// `count` bytes, which `read` reads straight into place and counts; returns that
     /// count. A count larger than the room given is clamped. `out`'s old bytes are
@@ -56,16 +65,16 @@ impl PReadResp {
         count: usize,
         read: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
-        out.resize(8 + count, 0);
-        let n = match read(&mut out[8..]) {
+        out.resize(Self::HEADER_SIZE + count, 0);
+        let n = match read(&mut out[Self::HEADER_SIZE..]) {
             Ok(n) => n.min(count),
             Err(err) => {
                 out.clear();
                 return Err(err);
             }
         };
-        out.truncate(8 + n);
-        out[..8].copy_from_slice(&(n as u64).to_le_bytes());
+        out.truncate(Self::HEADER_SIZE + n);
+        out[..Self::HEADER_SIZE].copy_from_slice(&Self::header(n));
         Ok(n)
     }
 
