@@ -310,33 +310,25 @@ impl Channel {
         want_fds: usize,
         max_payload: usize,
     ) -> Result<Frame<'_>, ChannelError> {
-        self.put_message(mid, payload, 0)?;
-        let len = self.endpoint.wait()?;
-        let (header, _) = self.copy_out(len)?;
-        if len - ChannelHeader::SIZE > max_payload {
-            return Err(ChannelError::TooLarge {
-                len: len - ChannelHeader::SIZE,
-                max: max_payload,
-            });
-        }
-        let fds = fds::recv(self.fd_socket.as_fd(), header.num_fds, want_fds)?;
-        Ok(Frame {
-            mid: header.mid,
-            payload: &self.buf[ChannelHeader::SIZE..len],
-            fds,
-        })
+        let (copied, fds) =
+            self.call_in_place(mid, payload, want_fds, max_payload, |incoming| {
+                let mid = incoming.mid();
+                incoming.payload().map(|payload| (mid, payload))
+            })?;
+        let (mid, payload) = copied?;
+        Ok(Frame { mid, payload, fds })
     }
 
     /// Client: [`Channel::call`], with the response left in the window: `read` gets it
     /// as an [`Incoming`] and copies out what it needs, so that bulk data crosses once,
     /// from the window straight to where it belongs.
-    pub fn call_in_place<T>(
-        &mut self,
+    pub fn call_in_place<'a, T>(
+        &'a mut self,
         mid: u16,
         payload: &[u8],
         want_fds: usize,
         max_payload: usize,
-        read: impl FnOnce(Incoming<'_>) -> T,
+        read: impl FnOnce(Incoming<'a>) -> T,
     ) -> Result<(T, Vec<OwnedFd>), ChannelError> {
         self.put_message(mid, payload, 0)?;
         let len = self.endpoint.wait()?;
