@@ -10,8 +10,9 @@
 pub const RESERVE: u64 = 256;
 
 /// FDs a connection uses beyond its FDIDs: its socket, each channel's memfd and FD
-/// socket, and temporaries of up to five requests in flight.
-pub const PER_CONNECTION: u64 = 64;
+/// socket, temporaries of up to five requests in flight, and the directories its walk
+/// cache holds.
+pub const PER_CONNECTION: u64 = 64 + lisafs_server::WALK_CACHE_CAPACITY as u64;
 
 /// The open-file limit the gofer asks for: the kernel's default `fs.nr_open`, which root
 /// may raise its hard limit to.
@@ -113,9 +114,10 @@ mod tests {
 
     #[test]
     fn the_budget_divides_what_is_left_after_the_reserve() {
-        assert_eq!(budget(None, 2, 1256).unwrap(), 500 - 64);
+        // 1,000 FDs for 2 connections after the reserve; each keeps 96 for itself.
+        assert_eq!(budget(None, 2, 1256).unwrap(), 500 - 96);
         assert_eq!(budget(Some(400), 2, 1256).unwrap(), 400);
-        let err = budget(Some(500), 2, 1256).unwrap_err();
-        assert_eq!((err.needed, err.limit), (2 * 564 + 256, 1256));
+        let err = budget(Some(450), 2, 1256).unwrap_err();
+        assert_eq!((err.needed, err.limit), (2 * (450 + 96) + 256, 1256));
     }
 }

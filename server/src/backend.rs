@@ -127,6 +127,27 @@ pub trait Backend: Send + Sync + 'static {
         self.walk(dir, name).map(|node| node.stat)
     }
 
+    /// Whether [`Backend::revalidate`] can ever confirm a directory. If not (the default),
+    /// the server caches no WalkStat steps.
+    fn revalidates(&self) -> bool {
+        false
+    }
+
+    /// Whether `name` in `dir` still names `known`, a directory [`Backend::walk`] returned
+    /// for that name earlier: its current attributes if so, so that WalkStat may go on
+    /// from `known` instead of walking anew. Confirming is a promise that going on from
+    /// `known` is exactly what going on from a fresh walk would be (the same inode, no
+    /// mount crossed); `Ok(None)` when not, or when the backend cannot tell, and the
+    /// server walks. An error is the answer a walk of `name` would give.
+    fn revalidate(
+        &self,
+        dir: &Self::File,
+        name: Name<'_>,
+        known: &Self::File,
+    ) -> BResult<Option<Statx>> {
+        Ok(None)
+    }
+
     /// Opens a file (OpenAt). `file` is not a symlink; for a directory `flags` is
     /// read-only without truncation.
     fn open(&self, file: &Self::File, flags: OpenFlags) -> BResult<Opened<Self::Open>> {

@@ -22,6 +22,7 @@ use crate::context::{self, Peer, RequestContext};
 use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
 use crate::metrics::Pending;
 use crate::server::Server;
+use crate::walk_cache::WalkCache;
 
 /// The MIDs this server serves, as advertised by Mount: gVisor fsgofer's list. Flush is
 /// not among them (clients treat it as a no-op then), so like every MID outside the list
@@ -64,6 +65,8 @@ pub(crate) struct Connection<B: Backend> {
     pub(crate) closing: AtomicBool,
     /// What hooks see of this connection while it serves a request.
     context: RequestContext,
+    /// Directories this connection's WalkStats passed through.
+    pub(crate) walk_cache: WalkCache<B::File>,
 }
 
 impl<B: Backend> Connection<B> {
@@ -78,6 +81,7 @@ impl<B: Backend> Connection<B> {
             channels: Mutex::new(Vec::new()),
             closing: AtomicBool::new(false),
             context: RequestContext::new_connection(peer),
+            walk_cache: WalkCache::new(),
         })
     }
 

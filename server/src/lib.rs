@@ -20,6 +20,7 @@ mod name;
 mod node_lock;
 pub mod refusal;
 mod server;
+mod walk_cache;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
 pub use context::RequestContext;
@@ -29,6 +30,7 @@ pub use metrics::Metrics;
 pub use name::Name;
 pub use refusal::Refusal;
 pub use server::{ServeError, Server, ServerOptions};
+pub use walk_cache::WALK_CACHE_CAPACITY;
 
 pub use lisafs_protocol::transport::channel::SpinPolicy;
 pub use lisafs_protocol::wire;

@@ -316,6 +316,34 @@ fn hidden_entries_are_absent() {
     s.stop();
 }
 
+/// WalkStat's walk cache (SPEC.md §7.1 item 6) changes nothing a hook sees: each step is
+/// one Walk to the hook, with its current path, cached or not; a hidden name stays hidden.
+#[test]
+fn walk_stat_steps_through_cached_directories_are_seen_once_each() {
+    let Some(s) = serve(ShareMount::Plain) else {
+        return;
+    };
+    host_tree(&s.root, &["a/b"], &["a/b/c"]);
+    let walks = || {
+        let seen = s.policy.seen.lock().unwrap();
+        seen.iter().filter(|op| op.name == "Walk").count()
+    };
+    for round in 1..=3 {
+        let stats = s.client.root().walk_stat(&["a", "b", "c"]).unwrap();
+        assert_eq!(stats.len(), 3);
+        assert_eq!(walks(), 3 * round, "round {round}");
+        assert_eq!(s.policy.last_path("Walk"), Some("a/b/c".into()));
+    }
+    // The cached a/b renamed to a hidden name and back under its old one: hidden, then seen.
+    std::fs::rename(s.root.join("a/b"), s.root.join("a/hidden-b")).unwrap();
+    let stats = s.client.root().walk_stat(&["a", "hidden-b", "c"]).unwrap();
+    assert_eq!(stats.len(), 1);
+    std::fs::rename(s.root.join("a/hidden-b"), s.root.join("a/b")).unwrap();
+    assert_eq!(s.client.root().walk_stat(&["a", "b"]).unwrap().len(), 2);
+    assert_eq!(s.policy.last_path("Walk"), Some("a/b".into()));
+    s.stop();
+}
+
 #[test]
 fn after_sees_every_mutating_operation_with_its_outcome() {
     let Some(s) = serve(ShareMount::Plain) else {

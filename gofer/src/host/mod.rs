@@ -250,6 +250,19 @@ impl Backend for HostBackend {
         self.resolver.stat_child(dir, name.as_bytes())
     }
 
+    fn revalidates(&self) -> bool {
+        self.resolver.revalidates()
+    }
+
+    fn revalidate(
+        &self,
+        dir: &HostFile,
+        name: Name<'_>,
+        known: &HostFile,
+    ) -> BResult<Option<Statx>> {
+        self.resolver.revalidate(dir, name.as_bytes(), known)
+    }
+
     fn open(&self, file: &HostFile, flags: OpenFlags) -> BResult<Opened<HostOpen>> {
         io::open(self, file, flags)
     }

@@ -48,6 +48,18 @@ const PSEUDO_FILESYSTEMS: [rustix::fs::FsWord; 15] = [
     0x1cd1,      // devpts
 ];
 
+/// `statfs` magic numbers of filesystems on which a live inode's number is its own: no
+/// other file shares it while the inode lives (tmpfs, ext2/3/4, XFS, Btrfs, F2FS). Only
+/// there may a held directory be recognised by number ([`Resolver::revalidate`]); FUSE,
+/// network filesystems and overlayfs may report numbers that repeat.
+const STABLE_INODE_NUMBERS: [rustix::fs::FsWord; 5] = [
+    0x0102_1994, // tmpfs
+    0xef53,      // ext2, ext3, ext4
+    0x5846_5342, // xfs
+    0x9123_683e, // btrfs
+    0xf2f5_2010, // f2fs
+];
+
 /// How the served root was opened, which decides how containment is checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ShareMount {
@@ -72,6 +84,8 @@ pub(crate) struct Resolver {
     root_path: Vec<u8>,
     mount: ShareMount,
     allow_submounts: bool,
+    /// Whether [`Resolver::revalidate`] may confirm anything.
+    revalidates: bool,
 }
 
 impl Resolver {
@@ -106,6 +120,9 @@ impl Resolver {
             Err(err) => return Err(err.into()),
         }
         let root_path = proc_link(proc_self_fd, root.as_fd()).map_err(std::io::Error::from)?;
+        // Without submounts every directory served is on the root's filesystem.
+        let fs_type = rustix::fs::fstatfs(root)?.f_type;
+        let revalidates = !allow_submounts && STABLE_INODE_NUMBERS.contains(&fs_type);
         Ok(Self {
             proc_self_fd,
             resolve,
@@ -114,6 +131,7 @@ impl Resolver {
             root_path,
             mount,
             allow_submounts,
+            revalidates,
         })
     }
 
@@ -138,21 +156,59 @@ impl Resolver {
     }
 
     /// [`Resolver::lookup_file`]'s attributes without the handle: one `statx` of the
-    /// component from `dir`, not following a symlink, instead of `openat2` + `statx` +
-    /// `close`. A single validated name cannot climb or follow anything; the one thing
-    /// `RESOLVE_NO_XDEV` would still catch, a mount on that name, shows as
-    /// `STATX_ATTR_MOUNT_ROOT`, and then (or if the kernel cannot say) the walk decides.
+    /// component from `dir` ([`Resolver::stat_name`]) instead of `openat2` + `statx` +
+    /// `close`, unless the component is or may be a mount root: then the walk decides.
     pub(crate) fn stat_child(&self, dir: &HostFile, name: &[u8]) -> BResult<Statx> {
+        match self.stat_name(dir, name)? {
+            Some(stat) => {
+                FileKind::from_mode(stat.mode)?;
+                Ok(stat)
+            }
+            None => self.lookup_file(dir, name).map(|(_, stat)| stat),
+        }
+    }
+
+    /// Whether [`Resolver::revalidate`] may confirm anything: the share has no submounts
+    /// and its filesystem numbers inodes stably ([`STABLE_INODE_NUMBERS`]).
+    pub(crate) fn revalidates(&self) -> bool {
+        self.revalidates
+    }
+
+    /// `name`'s attributes if it names `known` (a directory this resolver looked up) in
+    /// `dir` now: one `statx` instead of `openat2` + `statx` + `close`.
+    ///
+    /// Why a matching (device, inode) proves it: `known` holds an FD of its inode, so the
+    /// inode lives, and on these filesystems no other file has its number while it lives.
+    /// The name therefore names that very inode; `known` was reached by a lookup from
+    /// inside the share, and `dir` (held, inside the share) reaches it now, so going on
+    /// from `known` is going on from what a fresh lookup would return. A mount on the
+    /// name is left to the walk, which refuses it (`RESOLVE_NO_XDEV`).
+    pub(crate) fn revalidate(
+        &self,
+        dir: &HostFile,
+        name: &[u8],
+        known: &HostFile,
+    ) -> BResult<Option<Statx>> {
+        if !self.revalidates {
+            return Ok(None);
+        }
+        let stat = self.stat_name(dir, name)?;
+        Ok(stat.filter(|stat| FileId::of(stat) == known.id()))
+    }
+
+    /// `statx` of the component `name` of `dir`, not following a symlink: a single
+    /// validated name cannot climb or follow anything. `None` if it is, or may be (the
+    /// kernel cannot say), the root of a mount, the one thing `RESOLVE_NO_XDEV` would
+    /// still catch (`STATX_ATTR_MOUNT_ROOT`).
+    fn stat_name(&self, dir: &HostFile, name: &[u8]) -> BResult<Option<Statx>> {
         let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT;
         let mask = StatxFlags::BASIC_STATS | StatxFlags::BTIME;
         let st = rustix::fs::statx(dir, name, flags, mask)?;
         let root = StatxAttributes::MOUNT_ROOT;
         if !st.stx_attributes_mask.contains(root) || st.stx_attributes.contains(root) {
-            return self.lookup_file(dir, name).map(|(_, stat)| stat);
+            return Ok(None);
         }
-        let stat = wire_statx(&st);
-        FileKind::from_mode(stat.mode)?;
-        Ok(stat)
+        Ok(Some(wire_statx(&st)))
     }
 
     /// [`Resolver::lookup`] plus the type policy: the child's handle and attributes.

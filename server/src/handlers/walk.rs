@@ -97,10 +97,11 @@ impl<B: Backend> Connection<B> {
         if !start.is_dir() {
             return Err(Errno::ENOTDIR);
         }
-        // Intermediate files are the backend's alone: no FDIDs, released as we go.
-        let mut owned = None;
+        // Intermediate files are the backend's alone (no FDIDs): released as we go, or
+        // kept in the walk cache.
+        let mut owned: Option<Arc<B::File>> = None;
         for (i, name) in names.iter().enumerate() {
-            let dir = owned.as_ref().unwrap_or(&start.file);
+            let dir = owned.as_deref().unwrap_or(&start.file);
             let last = i + 1 == names.len();
             if last {
                 // No handle needed past the last component.
@@ -111,21 +112,44 @@ impl<B: Backend> Connection<B> {
                 }
                 break;
             }
-            let node = match backend.walk(dir, *name) {
-                Ok(node) => node,
+            let (stat, next) = match self.walk_through(dir, *name) {
+                Ok(step) => step,
                 Err(Errno::ENOENT) => break,
                 Err(errno) => return Err(errno),
             };
-            let file_type = node.stat.mode & S_IFMT;
-            stats.push(node.stat);
+            let file_type = stat.mode & S_IFMT;
+            stats.push(stat);
             if file_type == S_IFLNK {
                 break;
             }
             if file_type != S_IFDIR {
                 return Err(Errno::ENOTDIR);
             }
-            owned = Some(node.file);
+            owned = Some(next);
         }
         Ok(WalkStatResp { stats })
+    }
+
+    /// A WalkStat step before the last component: `name`'s attributes and a handle to go
+    /// on from, the cached one if the backend confirms that `name` still names it.
+    fn walk_through(&self, dir: &B::File, name: Name<'_>) -> Result<(Statx, Arc<B::File>), Errno> {
+        let backend = self.server.backend();
+        let cache = &self.walk_cache;
+        if let Some(known) = cache.get(dir, name) {
+            match backend.revalidate(dir, name, &known) {
+                Ok(Some(stat)) => return Ok((stat, known)),
+                Ok(None) => cache.remove(dir, name),
+                Err(errno) => {
+                    cache.remove(dir, name);
+                    return Err(errno);
+                }
+            }
+        }
+        let node = backend.walk(dir, name)?;
+        let next = Arc::new(node.file);
+        if node.stat.mode & S_IFMT == S_IFDIR && backend.revalidates() {
+            cache.insert(dir, name, next.clone());
+        }
+        Ok((node.stat, next))
     }
 }

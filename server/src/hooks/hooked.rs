@@ -236,6 +236,25 @@ impl<B: Backend, H: Hook> Backend for Hooked<B, H> {
         self.look_up(dir, name, || self.inner.stat_at(&dir.file, name))
     }
 
+    fn revalidates(&self) -> bool {
+        self.inner.revalidates()
+    }
+
+    /// A confirmed (or failed) step is a Walk step to the hook like any other; a miss is
+    /// not shown, as the walk the server then does is.
+    fn revalidate(
+        &self,
+        dir: &HFile<B>,
+        name: Name<'_>,
+        known: &HFile<B>,
+    ) -> BResult<Option<Statx>> {
+        let found = self.inner.revalidate(&dir.file, name, &known.file);
+        if let Ok(None) = found {
+            return Ok(None);
+        }
+        self.look_up(dir, name, || found)
+    }
+
     fn open(&self, file: &HFile<B>, flags: OpenFlags) -> BResult<Opened<HOpen<B>>> {
         let class = match flags.write || flags.truncate {
             true => OpClass::Write,
