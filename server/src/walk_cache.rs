@@ -5,7 +5,7 @@
 //! Trust does not rest on the cache: an entry is a hint, used only after the backend has
 //! proven, against the live directory, that the name names the cached file now. So an
 //! entry's parent is remembered by address only (a new file at a freed file's address
-//! finds no false hit, only a revalidation that fails), and nothing is ever invalidated
+//! meets the entry only through that same proof), and nothing is ever invalidated
 //! eagerly: a host rename, a client rename or an unlink shows at the next revalidation.
 //!
 //! Entries hold backend files (host FDs), so the cache is small and per connection: it
