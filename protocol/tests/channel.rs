@@ -158,6 +158,38 @@ fn a_zero_spin_policy_still_works_through_futexes_alone() {
     assert_eq!(serving.join().unwrap().unwrap(), 200);
 }
 
+/// SPEC.md §9.3: a sender skips the wake-up of a peer that says it polls. With a spin so
+/// short that both ends keep switching between polling and sleeping, no wake-up may be
+/// lost: a lost one stalls the calls, and the test fails after a minute.
+#[test]
+fn no_wake_up_is_lost_when_peers_switch_between_polling_and_sleeping() {
+    let brief = SpinPolicy {
+        max_spin: Duration::from_micros(3),
+    };
+    let new = Channel::create(MAX_MESSAGE_SIZE, brief).unwrap();
+    let [memfd, sock] = new.donate;
+    let serving = echo_server(new.channel);
+    let mut client = Channel::open(&new.resp, &memfd, sock, brief).unwrap();
+    client.connect().unwrap();
+    let calls = 50_000;
+    let (done, finished) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for i in 0..calls {
+            // Now and then a pause longer than any spin, so the server goes to sleep.
+            if i % 1000 == 0 {
+                thread::sleep(Duration::from_micros(200));
+            }
+            assert_eq!(client.call(1, b"ab", 0, MAX).unwrap().payload, b"ba");
+        }
+        client.shutdown_handle().shutdown();
+        done.send(()).unwrap();
+    });
+    finished
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the calls stalled: a wake-up was lost");
+    assert_eq!(serving.join().unwrap().unwrap(), calls);
+}
+
 /// Writes the window's header words as a hostile client would (through the memfd, which
 /// changes the same pages the server has mapped).
 fn poke(memfd: &File, state: u32, data_len: u32) {

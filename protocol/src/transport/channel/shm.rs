@@ -21,6 +21,11 @@ use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 const STATE_OFFSET: usize = 0;
 /// Offset of the data length word.
 const DATA_LEN_OFFSET: usize = 4;
+/// Offset of the word where our client says it polls the state word (lisafs-rs; gVisor
+/// leaves these reserved bytes zero).
+const CLIENT_POLLING_OFFSET: usize = 8;
+/// Offset of the same word for our server.
+const SERVER_POLLING_OFFSET: usize = 12;
 /// Offset of the data area (channel header, then payload).
 pub(crate) const DATA_OFFSET: usize = 16;
 
@@ -80,7 +85,7 @@ impl Window {
 
     fn word(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: the mapping is page-aligned and at least DATA_OFFSET bytes long, so
-        // `offset` (0 or 4) is in bounds and 4-aligned; it lives as long as `self`. Only
+        // `offset` (0, 4, 8 or 12) is in bounds and 4-aligned; it lives as long as `self`. Only
         // atomic operations are ever done on these words, by us and by the peer.
         unsafe { &*self.base.as_ptr().wrapping_add(offset).cast::<AtomicU32>() }
     }
@@ -93,6 +98,15 @@ impl Window {
     /// The data length word: bytes of header plus payload in the data area.
     pub(crate) fn data_len(&self) -> &AtomicU32 {
         self.word(DATA_LEN_OFFSET)
+    }
+
+    /// The word in which the server's side (`server`) or the client's says that it is
+    /// polling the state word, so that a send need not wake it (SPEC.md §9.3).
+    pub(crate) fn polling(&self, server: bool) -> &AtomicU32 {
+        self.word(match server {
+            true => SERVER_POLLING_OFFSET,
+            false => CLIENT_POLLING_OFFSET,
+        })
     }
 
     /// Copies `dst.len()` bytes from the data area, starting `at` bytes in, into `dst`.
