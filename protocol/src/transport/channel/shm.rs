@@ -85,8 +85,8 @@ impl Window {
 
     fn word(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: the mapping is page-aligned and at least DATA_OFFSET bytes long, so
-        // `offset` (0, 4, 8 or 12) is in bounds and 4-aligned; it lives as long as `self`. Only
-        // atomic operations are ever done on these words, by us and by the peer.
+        // `offset` (0, 4, 8 or 12) is in bounds and 4-aligned; it lives as long as
+        // `self`. Only atomic operations are ever done on these words, by us and the peer.
         unsafe { &*self.base.as_ptr().wrapping_add(offset).cast::<AtomicU32>() }
     }
 
