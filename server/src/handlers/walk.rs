@@ -138,10 +138,10 @@ impl<B: Backend> Connection<B> {
         if let Some(known) = cache.get(dir, name) {
             match backend.revalidate(dir, name, &known) {
                 Ok(Some(stat)) => return Ok((stat, known)),
-                Ok(None) => cache.remove(dir, name),
-                Err(errno) => {
+                // Not confirmed: forget it, and walk unless that failed too.
+                failed => {
                     cache.remove(dir, name);
-                    return Err(errno);
+                    failed?;
                 }
             }
         }
