@@ -347,10 +347,14 @@ impl Resolver {
         Err(Errno::EXDEV)
     }
 
-    /// Whether `..` of the directory `dir` of a detached share can be opened.
+    /// Whether the kernel steps to `..` from the directory `dir` of a detached share.
+    ///
+    /// A `statx` asking for nothing walks `..` as an open would (the refusal comes from
+    /// the walk, whatever ends it) without making and closing a file: one system call on
+    /// every mutation instead of two.
     fn parent_connected(&self, dir: &HostFile) -> BResult<bool> {
-        let up = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        match rustix::fs::openat(dir, c"..", up, Mode::empty()) {
+        let flags = AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT;
+        match rustix::fs::statx(dir, c"..", flags, StatxFlags::empty()) {
             Ok(_) => Ok(true),
             Err(rustix::io::Errno::NOENT) => Ok(false),
             Err(err) => Err(err.into()),
