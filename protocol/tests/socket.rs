@@ -218,7 +218,7 @@ fn missing_fds_are_visible_to_the_caller() {
 }
 
 #[test]
-fn a_4_gib_payload_length_is_rejected_before_anything_is_buffered() {
+fn a_4_gib_payload_length_is_rejected_without_buffering_it() {
     let (a, mut b) = pair();
     raw_write(&a, &[0xff, 0xff, 0xff, 0xff, 5, 0, 0, 0]);
     raw_write(&a, b"only a few bytes follow");
@@ -228,7 +228,103 @@ fn a_4_gib_payload_length_is_rejected_before_anything_is_buffered() {
         err,
         SocketError::Oversized { mid: 5, len: 0xffff_ffff, max } if max == u64::from(LIMIT)
     ));
-    assert_eq!(b.recv_buffer_len(), 0);
+    // Only the fixed read-ahead was allocated.
+    assert!(b.recv_buffer_len() <= 16 * 1024, "{}", b.recv_buffer_len());
+}
+
+#[test]
+fn frames_read_ahead_keep_their_boundaries_whatever_their_sizes() {
+    let (a, mut b) = pair();
+    let big: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    let expected = big.clone();
+    let writer = thread::spawn(move || {
+        a.send(Mid::FStat.as_u16(), &[1; 8], &[]).unwrap();
+        a.send(Mid::PWrite.as_u16(), &big, &[]).unwrap();
+        a.send(Mid::Flush.as_u16(), &[2; 8], &[]).unwrap();
+        a.send(Mid::Mount.as_u16(), &[], &[]).unwrap();
+    });
+    writer.join().unwrap();
+
+    // The first read takes the first frame and the start of the second.
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (Mid::FStat.as_u16(), &[1u8; 8][..])
+    );
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(frame.mid, Mid::PWrite.as_u16());
+    assert!(frame.payload == expected.as_slice());
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (Mid::Flush.as_u16(), &[2u8; 8][..])
+    );
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!((frame.mid, frame.payload.len()), (Mid::Mount.as_u16(), 0));
+}
+
+#[test]
+fn an_oversized_payload_partly_read_ahead_is_discarded_in_step() {
+    let (a, mut b) = pair();
+    a.send(Mid::FStat.as_u16(), &[1; 8], &[]).unwrap();
+    a.send(Mid::PWrite.as_u16(), &[3; 10_000], &[]).unwrap();
+    a.send(Mid::Flush.as_u16(), &[2; 8], &[]).unwrap();
+
+    assert_eq!(b.recv(100, 0).unwrap().mid, Mid::FStat.as_u16());
+    let len = match b.recv(100, 0) {
+        Err(SocketError::Oversized { len, .. }) => len,
+        other => panic!("expected Oversized, got {other:?}"),
+    };
+    assert_eq!(len, 10_000);
+    b.discard(len).unwrap();
+    let frame = b.recv(100, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (Mid::Flush.as_u16(), &[2u8; 8][..])
+    );
+}
+
+#[test]
+fn fds_after_a_header_start_that_was_read_ahead_are_closed() {
+    // The read that takes the first frame also takes the first 3 header bytes of the
+    // next; an FD that comes with the rest of that header came after its first bytes.
+    let (a, mut b) = pair();
+    let (read_end, write_end) = pipe();
+    raw_write(
+        &a,
+        &[8, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 4, 0, 0],
+    );
+    let raw = FramedSocket::new(a.into_inner());
+    let first = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(first.payload, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    send_bytes_with_fd(&raw, &[0, 7, 0, 0, 0, 9, 9, 9, 9], write_end.as_fd());
+    drop(write_end);
+
+    let second = b.recv(LIMIT, 1).unwrap();
+    assert_eq!(
+        (second.mid, second.payload, second.fds.len()),
+        (Mid::OpenAt.as_u16(), &[9u8, 9, 9, 9][..], 0)
+    );
+    assert!(write_end_is_closed_everywhere(&read_end));
+}
+
+#[test]
+fn fds_of_a_frame_sent_before_its_turn_are_closed_not_misattributed() {
+    // A peer that sends a frame with FDs while the previous one is still unread: the
+    // read that takes the first frame (no FDs wanted) reads ahead into the second, and
+    // the kernel closes the second's FDs. The frames themselves stay intact.
+    let (a, mut b) = pair();
+    let (read_end, write_end) = pipe();
+    a.send(Mid::FStat.as_u16(), &[1; 8], &[]).unwrap();
+    a.send(Mid::OpenAt.as_u16(), &[0; 8], &[write_end.as_fd()])
+        .unwrap();
+    drop(write_end);
+
+    let first = b.recv(LIMIT, 0).unwrap();
+    assert_eq!((first.mid, first.fds.len()), (Mid::FStat.as_u16(), 0));
+    let second = b.recv(LIMIT, 1).unwrap();
+    assert_eq!((second.mid, second.fds.len()), (Mid::OpenAt.as_u16(), 0));
+    assert!(write_end_is_closed_everywhere(&read_end));
 }
 
 #[test]

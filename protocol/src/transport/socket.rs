@@ -3,10 +3,12 @@
 //!
 //! The receiver sizes its control buffer from the number of FDs the MID may carry (the
 //! header has no FD count), accepts FDs only with the first bytes of the header, marks them
-//! close-on-exec as they arrive, and closes any beyond what it asked for. A payload longer
-//! than the caller's limit is reported before a byte of it is read or buffered. Before it
-//! blocks for a frame, the receiver polls for a short adaptive time ([`SpinPolicy`]): a
-//! blocking wake-up costs far more than a round trip to a busy peer.
+//! close-on-exec as they arrive, and closes any beyond what it asked for. A frame that may
+//! carry no FD is read with whatever follows it, up to a 16 KiB read-ahead, so a small one
+//! costs one system call. A payload longer than the caller's limit is reported before more
+//! of it than that read-ahead is read, and is never buffered. Before it blocks for a
+//! frame, the receiver polls for a short adaptive time ([`SpinPolicy`]): a blocking
+//! wake-up costs far more than a round trip to a busy peer.
 
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -28,6 +30,11 @@ pub const MAX_FDS: usize = 4;
 
 /// Scratch size used to skip an oversized payload without buffering it.
 const DISCARD_CHUNK: usize = 64 * 1024;
+
+/// The receive buffer's smallest size, and so the most a frame without FDs may be read
+/// ahead of its header: a whole small frame (nearly every request and response, a 4 KiB
+/// write included) then arrives in one system call instead of two.
+const READ_AHEAD: usize = 16 * 1024;
 
 /// Why a frame could not be sent or received.
 #[derive(Debug, thiserror::Error)]
@@ -78,9 +85,12 @@ pub struct Frame<'a> {
 #[derive(Debug)]
 pub struct FramedSocket {
     fd: OwnedFd,
-    /// Receive buffer. Its length only grows (to the largest payload accepted so far), so
-    /// it is zero-filled once rather than per frame.
+    /// Receive buffer; `buf[start..end]` was received and not yet consumed. Its length
+    /// only grows (to the largest payload accepted so far, at least [`READ_AHEAD`]), so it
+    /// is zero-filled once rather than per frame.
     buf: Vec<u8>,
+    start: usize,
+    end: usize,
     spin: AdaptiveSpin,
 }
 
@@ -95,6 +105,8 @@ impl FramedSocket {
         Self {
             fd,
             buf: Vec::new(),
+            start: 0,
+            end: 0,
             spin: AdaptiveSpin::new(policy),
         }
     }
@@ -110,8 +122,9 @@ impl FramedSocket {
         Ok((Self::new(a), Self::new(b)))
     }
 
-    /// Bytes held by the receive buffer: the largest payload accepted so far, or one
-    /// discard chunk. Never more than the largest `max_payload` passed to [`Self::recv`].
+    /// Bytes held by the receive buffer: the largest payload accepted so far, the
+    /// read-ahead (16 KiB) or one discard chunk (64 KiB), whichever is largest; an
+    /// oversized payload is never buffered.
     pub fn recv_buffer_len(&self) -> usize {
         self.buf.len()
     }
@@ -172,7 +185,11 @@ impl FramedSocket {
     /// Receives one frame whose payload may be at most `max_payload` bytes, accepting up to
     /// `want_fds` donated FDs (more than [`MAX_FDS`] is treated as [`MAX_FDS`]).
     pub fn recv(&mut self, max_payload: u32, want_fds: usize) -> Result<Frame<'_>, SocketError> {
-        let (header, fds) = self.recv_header(want_fds.min(MAX_FDS))?;
+        let fds = self.fill_header(want_fds.min(MAX_FDS))?;
+        let mut raw = [0u8; SocketHeader::SIZE];
+        raw.copy_from_slice(&self.buf[self.start..self.start + SocketHeader::SIZE]);
+        let header: SocketHeader = zerocopy::transmute!(raw);
+        self.start += SocketHeader::SIZE;
         if header.payload_len > max_payload {
             return Err(SocketError::Oversized {
                 mid: header.mid,
@@ -181,25 +198,32 @@ impl FramedSocket {
             });
         }
         let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
-        if self.buf.len() < len {
-            self.buf.resize(len, 0);
-        }
-        read_exact(&self.fd, &mut self.buf[..len])?;
+        self.fill(len)?;
+        let payload = self.start..self.start + len;
+        self.start += len;
         Ok(Frame {
             mid: header.mid,
-            payload: &self.buf[..len],
+            payload: &self.buf[payload],
             fds,
         })
     }
 
-    /// Reads and drops `len` payload bytes (after [`SocketError::Oversized`]) through a
-    /// fixed-size scratch buffer, so the stream stays in sync without buffering them.
+    /// Reads and drops `len` payload bytes (after [`SocketError::Oversized`]): first what
+    /// was already read ahead, then the rest through a fixed-size scratch buffer, so the
+    /// stream stays in sync without buffering them.
     pub fn discard(&mut self, len: u64) -> Result<(), SocketError> {
-        let chunk = DISCARD_CHUNK.min(usize::try_from(len).unwrap_or(usize::MAX));
+        let buffered = (self.end - self.start).min(usize::try_from(len).unwrap_or(usize::MAX));
+        self.start += buffered;
+        let mut left = len - buffered as u64;
+        if left == 0 {
+            return Ok(());
+        }
+        // Everything read ahead is consumed: the scratch reads may reuse the whole buffer.
+        (self.start, self.end) = (0, 0);
+        let chunk = DISCARD_CHUNK.min(usize::try_from(left).unwrap_or(usize::MAX));
         if self.buf.len() < chunk {
             self.buf.resize(chunk, 0);
         }
-        let mut left = len;
         while left > 0 {
             let n = chunk.min(usize::try_from(left).unwrap_or(usize::MAX));
             read_exact(&self.fd, &mut self.buf[..n])?;
@@ -208,13 +232,26 @@ impl FramedSocket {
         Ok(())
     }
 
-    /// Reads the 8-byte header. FDs are accepted only on the first read that returns data:
-    /// that is where the sender attached them.
-    fn recv_header(
-        &mut self,
-        want_fds: usize,
-    ) -> Result<(SocketHeader, Vec<OwnedFd>), SocketError> {
-        let mut raw = [0u8; SocketHeader::SIZE];
+    /// Makes the next frame's header the first [`SocketHeader::SIZE`] unconsumed bytes
+    /// and returns the FDs that came with it.
+    ///
+    /// FDs are accepted only from the read that returns the header's first byte: that is
+    /// where the sender attached them. A frame that carries none (`want_fds` 0: every
+    /// request, most responses) is read together with its payload, and with whatever
+    /// follows it, up to the buffer's size, in one call: the kernel closes any FD sent
+    /// with bytes read this way, as no control buffer is offered. A frame that may carry
+    /// FDs is read to the end of its header only, so no later frame's FDs can come with
+    /// it.
+    fn fill_header(&mut self, want_fds: usize) -> Result<Vec<OwnedFd>, SocketError> {
+        if self.end - self.start >= SocketHeader::SIZE {
+            return Ok(Vec::new());
+        }
+        self.compact(READ_AHEAD);
+        let fresh = self.start == self.end;
+        let limit = match want_fds {
+            0 => self.buf.len(),
+            _ => SocketHeader::SIZE,
+        };
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let control_len = if want_fds == 0 {
             0
@@ -231,7 +268,7 @@ impl FramedSocket {
             } else {
                 RecvFlags::CMSG_CLOEXEC
             };
-            let mut iov = [IoSliceMut::new(&mut raw)];
+            let mut iov = [IoSliceMut::new(&mut self.buf[self.end..limit])];
             match recvmsg(&self.fd, &mut iov, &mut control, flags) {
                 Ok(received) => break received.bytes,
                 // A socket round trip to a busy peer takes about 7 µs.
@@ -246,22 +283,65 @@ impl FramedSocket {
         let mut fds = Vec::new();
         for msg in control.drain() {
             if let RecvAncillaryMessage::ScmRights(received) = msg {
-                // Anything past what we asked for is dropped here, which closes it.
-                fds.extend(received.take(want_fds - fds.len()));
+                // Anything past what we asked for is dropped here, which closes it, and
+                // so is all of it if the header began in an earlier read.
+                if fresh {
+                    fds.extend(received.take(want_fds - fds.len()));
+                }
             }
         }
-        if got == 0 {
+        if got == 0 && fresh {
             return Err(SocketError::Closed);
         }
-        read_exact(&self.fd, &mut raw[got..]).map_err(|err| match err {
-            SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
-                received: got + received,
+        self.end += got;
+        while got != 0 && self.end - self.start < SocketHeader::SIZE {
+            let n =
+                retry_intr(|| recv(&self.fd, &mut self.buf[self.end..limit], RecvFlags::empty()))?
+                    .0;
+            if n == 0 {
+                break;
+            }
+            self.end += n;
+        }
+        let received = self.end - self.start;
+        if received < SocketHeader::SIZE {
+            return Err(SocketError::UnexpectedEof {
+                received,
                 expected: SocketHeader::SIZE,
+            });
+        }
+        Ok(fds)
+    }
+
+    /// Makes the first `len` unconsumed bytes the payload, reading what is missing of it
+    /// (and nothing beyond it).
+    fn fill(&mut self, len: usize) -> Result<(), SocketError> {
+        let have = self.end - self.start;
+        if have >= len {
+            return Ok(());
+        }
+        self.compact(len);
+        let end = self.start + len;
+        read_exact(&self.fd, &mut self.buf[self.end..end]).map_err(|err| match err {
+            SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
+                received: have + received,
+                expected: len,
             },
             err => err,
         })?;
-        let header: SocketHeader = zerocopy::transmute!(raw);
-        Ok((header, fds))
+        self.end = end;
+        Ok(())
+    }
+
+    /// Moves the unconsumed bytes to the front of the buffer and makes it at least
+    /// `len` bytes long.
+    fn compact(&mut self, len: usize) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < len {
+            self.buf.resize(len, 0);
+        }
     }
 }
 
