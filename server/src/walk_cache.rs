@@ -44,8 +44,6 @@ fn address<F>(file: &F) -> usize {
 }
 
 impl<F> WalkCache<F> {
-    const CAPACITY: usize = WALK_CACHE_CAPACITY;
-
     pub(crate) fn new() -> Self {
         Self {
             slots: Mutex::new(Slots {
@@ -80,11 +78,11 @@ impl<F> WalkCache<F> {
         };
         if let Some(at) = Self::position(&slots, parent, name) {
             slots.entries[at] = entry;
-        } else if slots.entries.len() < Self::CAPACITY {
+        } else if slots.entries.len() < WALK_CACHE_CAPACITY {
             slots.entries.push(entry);
         } else {
             let at = slots.next;
-            slots.next = (at + 1) % Self::CAPACITY;
+            slots.next = (at + 1) % WALK_CACHE_CAPACITY;
             slots.entries[at] = entry;
         }
     }
@@ -133,17 +131,17 @@ mod tests {
     fn never_holds_more_than_its_capacity() {
         let cache = WalkCache::new();
         let parent = 0u8;
-        let names: Vec<String> = (0..3 * WalkCache::<u8>::CAPACITY)
+        let names: Vec<String> = (0..3 * WALK_CACHE_CAPACITY)
             .map(|i| format!("d{i}"))
             .collect();
         let dir = Arc::new(0u8);
         for n in &names {
             cache.insert(&parent, name(n), dir.clone());
         }
-        assert_eq!(cache.len(), WalkCache::<u8>::CAPACITY);
-        // Round-robin: the last CAPACITY insertions are what is left.
-        let kept = &names[names.len() - WalkCache::<u8>::CAPACITY..];
+        assert_eq!(cache.len(), WALK_CACHE_CAPACITY);
+        // Round-robin: the last WALK_CACHE_CAPACITY insertions are what is left.
+        let kept = &names[names.len() - WALK_CACHE_CAPACITY..];
         assert!(kept.iter().all(|n| cache.get(&parent, name(n)).is_some()));
-        assert_eq!(Arc::strong_count(&dir), WalkCache::<u8>::CAPACITY + 1);
+        assert_eq!(Arc::strong_count(&dir), WALK_CACHE_CAPACITY + 1);
     }
 }
