@@ -190,6 +190,43 @@ fn no_wake_up_is_lost_when_peers_switch_between_polling_and_sleeping() {
     assert_eq!(serving.join().unwrap().unwrap(), calls);
 }
 
+/// SPEC.md §9.2: a waiter says in its polling word which CPU it runs on, (CPU + 1) << 1,
+/// beside bit 0 (polling, or asleep when clear).
+#[test]
+fn a_waiter_says_which_cpu_it_runs_on() {
+    let (mut server, resp, memfd, sock) = create();
+    let client = Channel::open(&resp, &memfd, sock, SpinPolicy::default()).unwrap();
+    let allowed = rustix::thread::sched_getaffinity(None).unwrap();
+    let cpu = (0..rustix::thread::CpuSet::MAX_CPU)
+        .rfind(|&cpu| allowed.is_set(cpu))
+        .unwrap();
+    let serving = thread::spawn(move || {
+        let mut only = rustix::thread::CpuSet::new();
+        only.set(cpu);
+        rustix::thread::sched_setaffinity(None, &only).unwrap();
+        // Waits for the handshake, which never comes: it sleeps once its spin is over.
+        server.accept()
+    });
+    let memfd = File::from(memfd);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let word = loop {
+        let mut word = [0u8; 4];
+        memfd.read_exact_at(&mut word, 12).unwrap();
+        let word = u32::from_le_bytes(word);
+        if word != 0 && word & 1 == 0 {
+            break word;
+        }
+        assert!(Instant::now() < deadline, "the server never said it sleeps");
+        thread::sleep(Duration::from_millis(1));
+    };
+    assert_eq!(word >> 1, u32::try_from(cpu).unwrap() + 1);
+    client.shutdown_handle().shutdown();
+    assert!(matches!(
+        serving.join().unwrap(),
+        Err(ChannelError::Shutdown)
+    ));
+}
+
 /// Writes the window's header words as a hostile client would (through the memfd, which
 /// changes the same pages the server has mapped).
 fn poke(memfd: &File, state: u32, data_len: u32) {

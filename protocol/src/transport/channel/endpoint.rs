@@ -7,13 +7,15 @@
 //! spin-then-wait round trip between two processes costs well under a microsecond where a
 //! futex sleep and wake costs several. See [`SpinPolicy`].
 //!
-//! While it spins it says so in its polling word (a reserved header word gVisor leaves
-//! zero), and our sender skips the `FUTEX_WAKE` for a peer that says so: a system call
-//! less per message when both ends are ours. The waiter clears the word before its last
-//! look at the state word and its `FUTEX_WAIT`; the sender swaps the state word before it
-//! reads the polling word; both sequentially consistent, so one of them sees the other
-//! (the waiter the new turn, or the sender the cleared word). A peer that never writes its
-//! word (gVisor) is always woken; a peer that lies about it only goes unwoken itself.
+//! While it spins it says so in bit 0 of its polling word (a reserved header word gVisor
+//! leaves zero), and our sender skips the `FUTEX_WAKE` for a peer that says so: a system
+//! call less per message when both ends are ours. The waiter clears the bit before its
+//! last look at the state word and its `FUTEX_WAIT`; the sender swaps the state word
+//! before it reads the polling word; both sequentially consistent, so one of them sees the
+//! other (the waiter the new turn, or the sender the cleared bit). A peer that never
+//! writes its word (gVisor) is always woken; a peer that lies about it only goes unwoken
+//! itself. The word's other bits say which CPU its side runs on, so that a waiter whose
+//! peer shares its CPU yields it at once instead of spinning first (`pure_spin`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -33,8 +35,30 @@ const CLIENT_TURN: u32 = 0;
 const SERVER_TURN: u32 = 1;
 /// State word: shut down; every wait fails from now on.
 const SHUTDOWN: u32 = 2;
-/// Polling word: this side polls the state word and needs no wake-up.
+/// Polling word, bit 0: this side polls the state word (or is busy with its turn) and
+/// needs no wake-up.
 const POLLING: u32 = 1;
+
+/// The polling word's CPU bits: the CPU this side runs on plus one, above bit 0 (zero:
+/// unknown, which is all a gVisor peer or an older lisafs-rs peer ever says).
+fn this_cpu() -> u32 {
+    let cpu = u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX >> 2);
+    (cpu.min(u32::MAX >> 2) + 1) << 1
+}
+
+/// How long a wait spins before it starts yielding the CPU between looks, given the
+/// peer's polling word: about a channel round trip (a microsecond), unless the peer last
+/// said it runs on this very CPU (`here`). Then it cannot answer until we give the CPU up,
+/// and every pure spin only delays it: a co-located pair (two threads of ours on one
+/// core, or both ends squeezed onto the core a CPU hog leaves free) hands the CPU back and
+/// forth at once instead.
+fn pure_spin(peer: u32, here: u32) -> Duration {
+    if peer & !POLLING == here {
+        Duration::ZERO
+    } else {
+        Duration::from_micros(2)
+    }
+}
 
 /// Which end of the channel this is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,7 +132,7 @@ impl Endpoint {
             Err(_) => return Err(ChannelError::Protocol("sent out of turn")),
         }
         let peer_polling = self.window.polling(!self.side.is_server());
-        if peer_polling.load(Ordering::SeqCst) != POLLING {
+        if peer_polling.load(Ordering::SeqCst) & POLLING == 0 {
             futex::wake(state, futex::Flags::empty(), 1).map_err(ChannelError::Io)?;
         }
         Ok(())
@@ -120,9 +144,16 @@ impl Endpoint {
         let started = Instant::now();
         let state = self.window.state();
         let polling = self.window.polling(self.side.is_server());
+        let here = this_cpu();
+        polling.store(POLLING | here, Ordering::Relaxed);
+        let peer = self
+            .window
+            .polling(!self.side.is_server())
+            .load(Ordering::Relaxed);
+        let pure = pure_spin(peer, here);
         let mut spin_until = Some(self.spin.lock().deadline(started));
-        polling.store(POLLING, Ordering::Relaxed);
         let mut may_sleep = false;
+        let mut slept = false;
         loop {
             if self.shut_down.load(Ordering::Acquire) {
                 return Err(ChannelError::Shutdown);
@@ -135,22 +166,26 @@ impl Endpoint {
             }
             if let Some(deadline) = spin_until {
                 if Instant::now() < deadline {
-                    // A channel round trip is about a microsecond.
-                    AdaptiveSpin::pause(started, Duration::from_micros(2));
+                    AdaptiveSpin::pause(started, pure);
                     continue;
                 }
                 spin_until = None;
             }
             if !may_sleep {
                 // From now on the peer must wake us: say so, then look once more.
-                polling.store(0, Ordering::SeqCst);
+                polling.store(here, Ordering::SeqCst);
                 may_sleep = true;
                 continue;
             }
+            slept = true;
             match futex::wait(state, futex::Flags::empty(), self.side.peer(), None) {
                 Ok(()) | Err(Errno::AGAIN) | Err(Errno::INTR) => {}
                 Err(err) => return Err(ChannelError::Io(err)),
             }
+        }
+        if slept {
+            // Woken, perhaps on another CPU: busy with the turn now, and say where.
+            polling.store(POLLING | this_cpu(), Ordering::Relaxed);
         }
         self.spin.lock().record(started.elapsed());
         let len = self.window.data_len().load(Ordering::Relaxed) as usize;
@@ -167,5 +202,24 @@ impl Endpoint {
         let state = self.window.state();
         state.swap(SHUTDOWN, Ordering::AcqRel);
         let _ = futex::wake(state, futex::Flags::empty(), i32::MAX as u32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_peer_on_this_cpu_cuts_the_pure_spin() {
+        let here = this_cpu();
+        assert_ne!(here, 0, "a CPU is never said as \"unknown\"");
+        assert_eq!(here & POLLING, 0);
+        let spin = Duration::from_micros(2);
+        assert_eq!(pure_spin(POLLING | here, here), Duration::ZERO);
+        assert_eq!(pure_spin(here, here), Duration::ZERO, "asleep there, too");
+        // gVisor (0), an older lisafs-rs peer (1: polling, CPU unknown), another CPU.
+        assert_eq!(pure_spin(0, here), spin);
+        assert_eq!(pure_spin(POLLING, here), spin);
+        assert_eq!(pure_spin(POLLING | (here + 2), here), spin);
     }
 }
