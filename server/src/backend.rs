@@ -9,6 +9,7 @@
 
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use lisafs_protocol::wire::{Dirent64, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
 
@@ -26,13 +27,20 @@ pub struct Node<F> {
     pub stat: Statx,
 }
 
+/// A host FD to donate with a response. Shared, so that a backend can donate the very FD
+/// it keeps for its own I/O: `SCM_RIGHTS` installs a new descriptor in the peer for the
+/// same open file, exactly as a `dup` would, so no `dup` (and no `close` of it after the
+/// send) is needed; the `Arc` keeps the FD open until it is sent, whatever happens to
+/// the backend's handle meanwhile.
+pub type SharedFd = Arc<OwnedFd>;
+
 /// The result of [`Backend::mount`].
 #[derive(Debug)]
 pub struct Mounted<F> {
     /// The root of the served tree.
     pub root: Node<F>,
     /// A host FD of the root to donate with the Mount response, if policy allows.
-    pub donated: Option<OwnedFd>,
+    pub donated: Option<SharedFd>,
 }
 
 /// An opened file: the backend's handle and, if policy allows, a host FD to donate.
@@ -41,7 +49,7 @@ pub struct Opened<O> {
     /// The backend's handle for the open file.
     pub open: O,
     /// A host FD to donate with the response.
-    pub donated: Option<OwnedFd>,
+    pub donated: Option<SharedFd>,
 }
 
 /// What [`Backend::create`] returns: the new file and its open handle.

@@ -52,7 +52,10 @@ impl<B: Backend> Connection<B> {
             })?;
         channels.push(Running { stop, thread });
         let [memfd, sock] = new.donate;
-        Ok((AnyResponse::Channel(new.resp), vec![memfd, sock]))
+        Ok((
+            AnyResponse::Channel(new.resp),
+            vec![memfd.into(), sock.into()],
+        ))
     }
 
     /// Shuts every channel down and waits for their threads; no new channel can start.

@@ -4,7 +4,6 @@
 //! must fit the message limit (EIO). With metrics on, each request is timed and counted
 //! here, whichever communicator (socket or channel) it came from.
 
-use std::os::fd::OwnedFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -16,7 +15,7 @@ use lisafs_protocol::wire::{
 };
 use parking_lot::Mutex;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, SharedFd};
 use crate::channels::Running;
 use crate::context::{self, Peer, RequestContext};
 use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
@@ -33,14 +32,14 @@ pub(crate) const SUPPORTED: [u16; 32] = [
 ];
 
 /// A handler's result: the response and the host FDs it donates, in order.
-pub(crate) type Reply = Result<(AnyResponse, Vec<OwnedFd>), Errno>;
+pub(crate) type Reply = Result<(AnyResponse, Vec<SharedFd>), Errno>;
 
 /// What [`Connection::handle`] answers.
 pub(crate) struct Answer {
     /// The response MID.
     pub(crate) mid: u16,
     /// The host FDs to donate.
-    pub(crate) fds: Vec<OwnedFd>,
+    pub(crate) fds: Vec<SharedFd>,
     /// With metrics on, the request to record once the response is sent
     /// ([`Connection::sent`]).
     pub(crate) pending: Option<Pending>,
@@ -129,7 +128,7 @@ impl<B: Backend> Connection<B> {
         payload: &[u8],
         out: &mut Vec<u8>,
         window: Option<&mut channel::Reply<'_>>,
-    ) -> Result<(u16, Vec<OwnedFd>, Option<usize>), Errno> {
+    ) -> Result<(u16, Vec<SharedFd>, Option<usize>), Errno> {
         let (mid, req) = self.check(raw_mid, payload)?;
         if let AnyRequest::PRead(req) = req {
             // Read straight into the response: no copy of the data in between.
@@ -317,12 +316,12 @@ fn guarded<T>(mid: Mid, handler: impl FnOnce() -> Result<T, Errno>) -> Result<T,
 
 /// The error response to a failed request, logged at debug (failures are the client's
 /// business; the ones that look like attacks are warned about where they are refused).
-fn failed(raw_mid: u16, errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
+fn failed(raw_mid: u16, errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<SharedFd>) {
     tracing::debug!(mid = raw_mid, %errno, "request failed");
     error_response(errno, out)
 }
 
-fn error_response(errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<OwnedFd>) {
+fn error_response(errno: Errno, out: &mut Vec<u8>) -> (u16, Vec<SharedFd>) {
     out.clear();
     // A 4-byte fixed struct always encodes.
     let _ = encode_into(&ErrorResp { errno }, out);

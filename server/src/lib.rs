@@ -22,7 +22,7 @@ pub mod refusal;
 mod server;
 mod walk_cache;
 
-pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened};
+pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened, SharedFd};
 pub use context::RequestContext;
 pub use hooks::{Hook, Hooked, Op, OpClass};
 pub use idmap::{IdMap, IdRange};

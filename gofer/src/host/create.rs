@@ -17,7 +17,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use super::creds;
 use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFBLK, S_IFCHR, S_IFMT, S_IFREG};
-use super::io::{access_flags, donate};
+use super::io::access_flags;
 use super::resolve::Resolver;
 use super::HostBackend;
 
@@ -98,7 +98,7 @@ pub(super) fn create(
     let undo = Undo::new(dir, name, false);
     let (file, stat) = HostFile::from_opath(b.resolver.opath_of(open_fd.as_fd())?)?;
     let open = HostOpen::new(open_fd, FileKind::Regular, readable, writable);
-    let donated = donate(&open);
+    let donated = Some(open.share());
     undo.keep();
     Ok((Node { file, stat }, Opened { open, donated }))
 }

@@ -1,9 +1,10 @@
 //! The host handles behind control, open and bound-socket FDs, file kinds, and statx.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
 
 use lisafs_protocol::wire::{Errno, Statx, StatxTimestamp};
-use lisafs_server::BResult;
+use lisafs_server::{BResult, SharedFd};
 use parking_lot::Mutex;
 use rustix::fs::{AtFlags, StatxFlags};
 
@@ -141,7 +142,8 @@ impl AsFd for HostFile {
 /// The host state behind an open FD: a real open file description and its access mode.
 #[derive(Debug)]
 pub struct HostOpen {
-    fd: OwnedFd,
+    /// Shared with the responses that donate it (see [`SharedFd`]).
+    fd: SharedFd,
     kind: FileKind,
     readable: bool,
     writable: bool,
@@ -152,7 +154,7 @@ pub struct HostOpen {
 impl HostOpen {
     pub(crate) fn new(fd: OwnedFd, kind: FileKind, readable: bool, writable: bool) -> Self {
         Self {
-            fd,
+            fd: Arc::new(fd),
             kind,
             readable,
             writable,
@@ -173,6 +175,12 @@ impl HostOpen {
     /// The kind of the opened file.
     pub fn kind(&self) -> FileKind {
         self.kind
+    }
+
+    /// The open FD itself, to donate to the client: it receives its own descriptor for
+    /// this open file, as from a `dup`, without the gofer making one.
+    pub(crate) fn share(&self) -> SharedFd {
+        Arc::clone(&self.fd)
     }
 }
 

@@ -1,10 +1,11 @@
 //! OpenAt (with the special-file and donation policy) and I/O on open FDs: PRead,
 //! PWrite, FAllocate, FSync.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::AsFd;
+use std::sync::Arc;
 
 use lisafs_protocol::wire::Errno;
-use lisafs_server::{refused, BResult, OpenFlags, Opened, Refusal};
+use lisafs_server::{refused, BResult, OpenFlags, Opened, Refusal, SharedFd};
 use rustix::fs::{FallocateFlags, OFlags};
 
 use super::file::{FileKind, HostFile, HostOpen};
@@ -19,28 +20,16 @@ pub(super) fn access_flags(flags: OpenFlags) -> (OFlags, bool, bool) {
     }
 }
 
-/// A duplicate of a regular file's open FD for the client, best effort: a failed `dup`
-/// only means the client does its I/O over RPC.
-pub(super) fn donate(open: &HostOpen) -> Option<OwnedFd> {
-    match rustix::io::fcntl_dupfd_cloexec(open, 0) {
-        Ok(fd) => Some(fd),
-        Err(err) => {
-            tracing::debug!("not donating an open file: {err}");
-            None
-        }
-    }
-}
-
 /// With `--donate-mount-fd`, a fresh `O_RDONLY | O_DIRECTORY | O_CLOEXEC` open of the
 /// mount point `file` for the client (never the `O_PATH` FD the gofer holds, never
 /// writable, never one it reads from itself); otherwise nothing. Mandatory once asked for:
 /// a failure fails the RPC.
-pub(super) fn donate_mount_point(b: &HostBackend, file: &HostFile) -> BResult<Option<OwnedFd>> {
+pub(super) fn donate_mount_point(b: &HostBackend, file: &HostFile) -> BResult<Option<SharedFd>> {
     if !(b.options.donate_mount_fd && file.is_mount_point()) {
         return Ok(None);
     }
     debug_assert_eq!(file.kind(), FileKind::Directory);
-    Ok(Some(b.resolver.reopen(file, OFlags::RDONLY)?))
+    Ok(Some(Arc::new(b.resolver.reopen(file, OFlags::RDONLY)?)))
 }
 
 /// OpenAt. Directories open read-only and are not donated, except the mount point (the
@@ -75,7 +64,7 @@ pub(super) fn open(
         FileKind::Regular => {
             let fd = b.resolver.reopen(file, access | trunc)?;
             let open = HostOpen::new(fd, FileKind::Regular, readable, writable);
-            let donated = donate(&open);
+            let donated = Some(open.share());
             Ok(Opened { open, donated })
         }
         FileKind::Fifo if b.options.fifo_open => {
@@ -84,8 +73,8 @@ pub(super) fn open(
             // gofer's own pread/pwrite on a FIFO fail with ESPIPE without waiting.
             let status = rustix::fs::fcntl_getfl(&fd)?;
             rustix::fs::fcntl_setfl(&fd, status - OFlags::NONBLOCK)?;
-            let donated = Some(rustix::io::fcntl_dupfd_cloexec(&fd, 0)?);
             let open = HostOpen::new(fd, FileKind::Fifo, readable, writable);
+            let donated = Some(open.share());
             Ok(Opened { open, donated })
         }
         FileKind::Socket if b.options.uds_connect => {

@@ -61,7 +61,7 @@ pub(super) fn open(
         Kind::Special { .. } => return Err(Errno::EPERM),
     };
     let donated = match &state {
-        OpenState::Regular { fd, .. } => donate(fd),
+        OpenState::Regular { fd, .. } => donate(fd).map(Arc::new),
         OpenState::Directory { .. } => None,
     };
     let open = MemoryOpen {

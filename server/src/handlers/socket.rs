@@ -41,7 +41,7 @@ impl<B: Backend> Connection<B> {
             .server
             .backend()
             .connect(&control.file, sock_type, creds)?;
-        Ok((resp, vec![socket]))
+        Ok((resp, vec![socket.into()]))
     }
 
     pub(crate) fn bind_at(&self, req: BindAtReq) -> Reply {
@@ -76,7 +76,7 @@ impl<B: Backend> Connection<B> {
             child,
             bound_socket_fd,
         });
-        Ok((resp, vec![donated]))
+        Ok((resp, vec![donated.into()]))
     }
 
     pub(crate) fn listen(&self, req: ListenReq) -> Result<ListenResp, Errno> {
@@ -91,6 +91,6 @@ impl<B: Backend> Connection<B> {
         let resp = AnyResponse::Accept(AcceptResp {
             peer_addr: SizedString::from(peer),
         });
-        Ok((resp, vec![socket]))
+        Ok((resp, vec![socket.into()]))
     }
 }
