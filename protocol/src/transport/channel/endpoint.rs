@@ -42,7 +42,7 @@ const POLLING: u32 = 1;
 /// The polling word's CPU bits: the CPU this side runs on plus one, above bit 0 (zero:
 /// unknown, which is all a gVisor peer or an older lisafs-rs peer ever says).
 fn this_cpu() -> u32 {
-    let cpu = u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX >> 2);
+    let cpu = u32::try_from(rustix::thread::sched_getcpu()).unwrap_or(u32::MAX);
     (cpu.min(u32::MAX >> 2) + 1) << 1
 }
 
