@@ -41,12 +41,12 @@ pub(super) fn open(
             };
             // The memfd itself is O_RDWR; its /proc/self/fd entry reopens the same file
             // with only the access wanted and a file position of its own.
-            let fd = rustix::fs::openat(
+            let fd = Arc::new(rustix::fs::openat(
                 b.proc_self_fd,
                 DecInt::from_fd(&regular.data),
                 access | OFlags::CLOEXEC,
                 Mode::empty(),
-            )?;
+            )?);
             if flags.truncate {
                 truncate(inode, regular, 0)?;
             }
@@ -61,7 +61,7 @@ pub(super) fn open(
         Kind::Special { .. } => return Err(Errno::EPERM),
     };
     let donated = match &state {
-        OpenState::Regular { fd, .. } => donate(fd).map(Arc::new),
+        OpenState::Regular { fd, .. } => Some(Arc::clone(fd)),
         OpenState::Directory { .. } => None,
     };
     let open = MemoryOpen {
@@ -69,18 +69,6 @@ pub(super) fn open(
         state,
     };
     Ok(Opened { open, donated })
-}
-
-/// A duplicate of an open regular file for the client, best effort (as the host backend:
-/// without it the client does its I/O over RPC).
-fn donate(fd: &OwnedFd) -> Option<OwnedFd> {
-    match rustix::io::fcntl_dupfd_cloexec(fd, 0) {
-        Ok(fd) => Some(fd),
-        Err(err) => {
-            tracing::debug!("not donating an open file: {err}");
-            None
-        }
-    }
 }
 
 /// Sets the size of a regular file, charging growth first (`ENOSPC`). A size beyond

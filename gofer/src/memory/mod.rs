@@ -45,7 +45,7 @@ use std::sync::{Arc, Weak};
 
 use lisafs_protocol::wire::Errno;
 use lisafs_protocol::wire::{Dirent64, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid, S_IFDIR};
-use lisafs_server::{BResult, Backend, Create, Mounted, Name, Node, OpenFlags, Opened};
+use lisafs_server::{BResult, Backend, Create, Mounted, Name, Node, OpenFlags, Opened, SharedFd};
 use parking_lot::Mutex;
 
 use inode::{Inode, Meta};
@@ -107,9 +107,10 @@ pub struct MemoryOpen {
 /// What an open FD holds besides its inode.
 #[derive(Debug)]
 enum OpenState {
-    /// A regular file: its own open of the memfd, with the access asked for.
+    /// A regular file: its own open of the memfd, with the access asked for, shared with
+    /// the OpenAt response that donates it (see [`SharedFd`]).
     Regular {
-        fd: OwnedFd,
+        fd: SharedFd,
         readable: bool,
         writable: bool,
     },
