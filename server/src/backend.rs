@@ -77,6 +77,19 @@ pub struct OpenFlags {
     pub truncate: bool,
 }
 
+impl OpenFlags {
+    /// The access mode to open a host file with, and whether that open is readable and
+    /// writable (neither asked for reads as `O_RDONLY`, the value of zero).
+    pub fn access(self) -> (rustix::fs::OFlags, bool, bool) {
+        use rustix::fs::OFlags;
+        match (self.read, self.write) {
+            (true, true) => (OFlags::RDWR, true, true),
+            (false, true) => (OFlags::WRONLY, false, true),
+            _ => (OFlags::RDONLY, true, false),
+        }
+    }
+}
+
 /// A filesystem served over lisafs. See the module documentation for the split of duties.
 ///
 /// Methods take `&self` and may be called concurrently from many connection threads, but
@@ -328,5 +341,24 @@ pub trait Backend: Send + Sync + 'static {
     /// 65,535 entries and resume where it stopped on the next call.
     fn getdents(&self, open: &Self::Open, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
         Err(Errno::ENOSYS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::fs::OFlags;
+
+    #[test]
+    fn open_flags_map_to_one_host_access_mode() {
+        let flags = |read, write| OpenFlags {
+            read,
+            write,
+            truncate: false,
+        };
+        assert_eq!(flags(true, false).access(), (OFlags::RDONLY, true, false));
+        assert_eq!(flags(false, true).access(), (OFlags::WRONLY, false, true));
+        assert_eq!(flags(true, true).access(), (OFlags::RDWR, true, true));
+        assert_eq!(flags(false, false).access(), (OFlags::RDONLY, true, false));
     }
 }

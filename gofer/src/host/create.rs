@@ -17,7 +17,6 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 
 use super::creds;
 use super::file::{stat_fd, FileKind, HostFile, HostOpen, S_IFBLK, S_IFCHR, S_IFMT, S_IFREG};
-use super::io::access_flags;
 use super::resolve::Resolver;
 use super::HostBackend;
 
@@ -91,7 +90,7 @@ pub(super) fn create(
     b.resolver.ensure_beneath(dir)?;
     let name = name.as_bytes();
     let mode = b.policy_mode(attrs.mode, false);
-    let (access, readable, writable) = access_flags(flags);
+    let (access, readable, writable) = flags.access();
     let open_fd = creds::create_as(attrs.uid, attrs.gid, || {
         b.resolver.create_file(dir, name, access, mode)
     })?;

@@ -11,15 +11,6 @@ use rustix::fs::{FallocateFlags, OFlags};
 use super::file::{FileKind, HostFile, HostOpen};
 use super::HostBackend;
 
-/// The host access mode for `flags`, and whether the result is readable and writable.
-pub(super) fn access_flags(flags: OpenFlags) -> (OFlags, bool, bool) {
-    match (flags.read, flags.write) {
-        (true, true) => (OFlags::RDWR, true, true),
-        (false, true) => (OFlags::WRONLY, false, true),
-        _ => (OFlags::RDONLY, true, false),
-    }
-}
-
 /// With `--donate-mount-fd`, a fresh `O_RDONLY | O_DIRECTORY | O_CLOEXEC` open of the
 /// mount point `file` for the client (never the `O_PATH` FD the gofer holds, never
 /// writable, never one it reads from itself); otherwise nothing. Mandatory once asked for:
@@ -43,7 +34,7 @@ pub(super) fn open(
     file: &HostFile,
     flags: OpenFlags,
 ) -> BResult<Opened<HostOpen>> {
-    let (access, readable, writable) = access_flags(flags);
+    let (access, readable, writable) = flags.access();
     let trunc = if flags.truncate {
         OFlags::TRUNC
     } else {

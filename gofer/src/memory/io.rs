@@ -34,11 +34,7 @@ pub(super) fn open(
             cursor: Mutex::new(0),
         },
         Kind::Regular(regular) => {
-            let (access, readable, writable) = match (flags.read, flags.write) {
-                (true, true) => (OFlags::RDWR, true, true),
-                (false, true) => (OFlags::WRONLY, false, true),
-                _ => (OFlags::RDONLY, true, false),
-            };
+            let (access, readable, writable) = flags.access();
             // The memfd itself is O_RDWR; its /proc/self/fd entry reopens the same file
             // with only the access wanted and a file position of its own.
             let fd = Arc::new(rustix::fs::openat(
