@@ -47,13 +47,17 @@ impl AdaptiveSpin {
 
     /// When the next wait, starting `now`, should stop spinning and block.
     pub(crate) fn deadline(&self, now: Instant) -> Instant {
+        self.deadline_within(now, self.policy.max_spin)
+    }
+
+    /// [`Self::deadline`] under a cap of `cap` where that is below the policy's.
+    pub(crate) fn deadline_within(&self, now: Instant, cap: Duration) -> Instant {
+        let cap = cap.min(self.policy.max_spin);
         let avg = Duration::from_nanos(self.avg_wait_ns);
-        let budget = if avg > self.policy.max_spin {
+        let budget = if avg > cap {
             Duration::ZERO
         } else {
-            avg.saturating_mul(2)
-                .max(Duration::from_micros(2))
-                .min(self.policy.max_spin)
+            avg.saturating_mul(2).max(Duration::from_micros(2)).min(cap)
         };
         now + budget
     }
@@ -91,5 +95,33 @@ mod tests {
             spin.record(Duration::from_millis(5));
         }
         assert_eq!(spin.deadline(now), now);
+    }
+
+    #[test]
+    fn a_lower_cap_stops_spinning_sooner() {
+        let mut spin = AdaptiveSpin::new(SpinPolicy::default());
+        for _ in 0..64 {
+            spin.record(Duration::from_micros(30));
+        }
+        let now = Instant::now();
+        let cap = Duration::from_micros(20);
+        assert!(spin.deadline(now) > now + cap, "within the policy's 200 µs");
+        assert_eq!(spin.deadline_within(now, cap), now, "waits beyond the cap");
+        for _ in 0..64 {
+            spin.record(Duration::from_micros(5));
+        }
+        let quick = spin.deadline_within(now, cap);
+        assert!(
+            now < quick && quick <= now + cap,
+            "quick waits are spun for"
+        );
+        let short = AdaptiveSpin::new(SpinPolicy {
+            max_spin: Duration::ZERO,
+        });
+        assert_eq!(
+            short.deadline_within(now, cap),
+            now,
+            "never above the policy"
+        );
     }
 }
