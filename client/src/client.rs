@@ -11,7 +11,7 @@ use std::sync::Arc;
 use lisafs_protocol::transport::channel::{Channel, Incoming};
 use lisafs_protocol::transport::socket::{Frame, FramedSocket, SocketError};
 use lisafs_protocol::wire::{
-    decode, encode_into, ChannelReq, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountReq,
+    decode, encode_into, ChannelReq, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountHints,
     PReadReq, PReadResp, Request, Statx, DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
 };
 use parking_lot::Mutex;
@@ -115,12 +115,14 @@ impl Client {
             buf: Vec::new(),
             broken: false,
         };
-        // Until the server tells us its limit, assume gVisor's client default.
+        // Until the server tells us its limit, assume gVisor's client default. The hints
+        // say we poll for responses (our server then polls for requests); other servers
+        // ignore them.
         let (resp, mut fds) = exchange(
             &mut conn,
             DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
-            &MountReq {},
-            typed::<MountReq>,
+            &MountHints::OURS,
+            typed::<MountHints>,
         )?;
         let inner = Arc::new(Inner {
             conn: Mutex::new(conn),

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 
 use fake::{stat, Fake, Mount, Reply, DIR, REG, ROOT};
 use lisafs_client::wire::{
-    AnyRequest, AnyResponse, Errno, FStatResp, FdId, Mid, MountReq, SymlinkAtReq,
+    AnyRequest, AnyResponse, Errno, FStatResp, FdId, Mid, MountHints, MountReq, SymlinkAtReq,
     DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
 };
 use lisafs_client::{Client, ErrorKind, Owner};
@@ -36,15 +36,37 @@ fn mount_adopts_max_message_size_and_keeps_the_raw_supported_list() {
     assert_eq!(log[0], AnyRequest::Mount(MountReq {}));
 }
 
-/// Answers the first request (Mount) with `mid` and `payload`, then waits for EOF.
-fn raw_mount_server(mid: u16, payload: Vec<u8>) -> (OwnedFd, std::thread::JoinHandle<()>) {
+/// Answers the first request (Mount) with `mid` and `payload`; the thread returns the
+/// request's MID and payload.
+fn raw_mount_server(
+    mid: u16,
+    payload: Vec<u8>,
+) -> (OwnedFd, std::thread::JoinHandle<(u16, Vec<u8>)>) {
     let (client_end, mut server_end) = FramedSocket::pair().unwrap();
     let thread = std::thread::spawn(move || {
-        server_end.recv(1024, 0).unwrap();
+        let frame = server_end.recv(1024, 0).unwrap();
+        let request = (frame.mid, frame.payload.to_vec());
         // The client may hang up part-way through an oversized payload.
         let _ = server_end.send(mid, &payload, &[]);
+        request
     });
     (client_end.into_inner(), thread)
+}
+
+#[test]
+fn mount_says_the_client_polls_in_hints_other_servers_ignore() {
+    let (fd, thread) = raw_mount_server(Mid::Error.as_u16(), Errno::EACCES.0.to_le_bytes().into());
+    Client::from_fd(fd).unwrap_err();
+    let (mid, payload) = thread.join().unwrap();
+
+    assert_eq!(mid, Mid::Mount.as_u16());
+    let hints = MountHints::of(&payload).expect("hints after the empty MountReq");
+    assert!(hints.polls());
+    // What gVisor's server decodes: the empty request (trailing bytes ignored).
+    assert_eq!(
+        AnyRequest::decode(Mid::Mount, &payload).unwrap(),
+        AnyRequest::Mount(MountReq {})
+    );
 }
 
 #[test]

@@ -4,11 +4,11 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lisafs_protocol::transport::channel::SpinPolicy;
 use lisafs_protocol::transport::socket::{FramedSocket, SocketError};
-use lisafs_protocol::wire::{Errno, MAX_MESSAGE_SIZE};
+use lisafs_protocol::wire::{Errno, Mid, MountHints, MAX_MESSAGE_SIZE};
 use parking_lot::RwLock;
 
 use crate::backend::Backend;
@@ -144,14 +144,14 @@ impl<B: Backend> Server<B> {
 
     /// Serves one connection on the calling thread until the client closes it. Every host
     /// resource of the connection is released before this returns.
-    pub fn serve(self: &Arc<Self>, socket: FramedSocket) -> Result<(), ServeError> {
+    pub fn serve(self: &Arc<Self>, mut socket: FramedSocket) -> Result<(), ServeError> {
         let _live = self.metrics.as_deref().map(Metrics::connection);
         let peer = match self.read_peers.load(Ordering::Relaxed) {
             true => crate::context::Peer::of(&socket),
             false => None,
         };
         let conn = Connection::new(Arc::clone(self), peer);
-        let result = serve_socket(&conn, socket);
+        let result = serve_socket(&conn, &mut socket);
         conn.stop_channels();
         result
     }
@@ -183,11 +183,27 @@ impl<B: Backend> Server<B> {
 /// The socket communicator: one request at a time until the client goes away.
 fn serve_socket<B: Backend>(
     conn: &Connection<B>,
-    mut socket: FramedSocket,
+    socket: &mut FramedSocket,
 ) -> Result<(), ServeError> {
+    let polling = socket.spin();
     let mut out = Vec::new();
     loop {
         let answer = match socket.recv(MAX_MESSAGE_SIZE, 0) {
+            Ok(frame) if frame.mid == Mid::Mount.as_u16() => {
+                let polls = MountHints::of(frame.payload).is_some_and(|hints| hints.polls());
+                let answer = conn.handle(frame.mid, frame.payload, &mut out, None);
+                // A client that blocks at once for every response (gVisor's) is woken
+                // from sleep each time; polling for its next request would keep this CPU
+                // busy and make the kernel wake it on another, idle, one, which costs far
+                // more than the wake-up polling saves here (benches/README.md).
+                socket.set_spin(match polls {
+                    true => polling,
+                    false => SpinPolicy {
+                        max_spin: Duration::ZERO,
+                    },
+                });
+                answer
+            }
             Ok(frame) => conn.handle(frame.mid, frame.payload, &mut out, None),
             Err(SocketError::Oversized { mid, len, .. }) if len <= MAX_DISCARD => {
                 let start = Instant::now();
@@ -204,5 +220,56 @@ fn serve_socket<B: Backend>(
         conn.sent(answer.pending);
         sent?;
         // Our copies of donated FDs close here; the client holds its own.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lisafs_protocol::wire::encode;
+
+    use super::*;
+
+    /// Every request fails with ENOSYS: enough for a Mount to be answered.
+    struct Nothing;
+
+    impl Backend for Nothing {
+        type File = ();
+        type Open = ();
+        type Socket = ();
+    }
+
+    /// How long the server polls its socket for requests after a Mount with `payload`.
+    fn spin_after_mount(payload: &[u8]) -> Duration {
+        let (mut client, mut end) = FramedSocket::pair().expect("socketpair");
+        let conn = Connection::new(Server::new(Nothing, ServerOptions::default()), None);
+        std::thread::scope(|scope| {
+            let serving = scope.spawn(|| serve_socket(&conn, &mut end));
+            client
+                .send(Mid::Mount.as_u16(), payload, &[])
+                .expect("send");
+            let answer = client.recv(MAX_MESSAGE_SIZE, 1).expect("answer");
+            assert_eq!(answer.mid, Mid::Error.as_u16(), "the backend cannot mount");
+            drop(client);
+            serving.join().expect("no panic").expect("clean end");
+        });
+        end.spin().max_spin
+    }
+
+    #[test]
+    fn only_a_client_that_says_it_polls_is_polled_for() {
+        let polling = SpinPolicy::default().max_spin;
+        assert!(polling > Duration::ZERO);
+        let ours = encode(&MountHints::OURS).expect("encode");
+        assert_eq!(spin_after_mount(&ours), polling);
+        // gVisor's client sends an empty Mount.
+        assert_eq!(spin_after_mount(&[]), Duration::ZERO);
+        let quiet = MountHints {
+            flags: 0,
+            ..MountHints::OURS
+        };
+        assert_eq!(
+            spin_after_mount(&encode(&quiet).expect("encode")),
+            Duration::ZERO
+        );
     }
 }

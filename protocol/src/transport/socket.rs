@@ -111,6 +111,17 @@ impl FramedSocket {
         }
     }
 
+    /// How long this end polls for a frame before it blocks.
+    pub fn spin(&self) -> SpinPolicy {
+        self.spin.policy()
+    }
+
+    /// Polls as `policy` allows from the next receive on (a server learns at Mount
+    /// whether polling pays with this client).
+    pub fn set_spin(&mut self, policy: SpinPolicy) {
+        self.spin = AdaptiveSpin::new(policy);
+    }
+
     /// A connected pair, both ends close-on-exec.
     pub fn pair() -> Result<(Self, Self), SocketError> {
         let (a, b) = socketpair(

@@ -45,6 +45,11 @@ impl AdaptiveSpin {
         }
     }
 
+    /// The policy this spin follows.
+    pub(crate) fn policy(&self) -> SpinPolicy {
+        self.policy
+    }
+
     /// When the next wait, starting `now`, should stop spinning and block.
     pub(crate) fn deadline(&self, now: Instant) -> Instant {
         self.deadline_within(now, self.policy.max_spin)
