@@ -79,6 +79,17 @@ impl Pool {
         self.idle.lock().pop()
     }
 
+    /// The two most recently returned idle channels, if there are two.
+    pub(crate) fn take_two(&self) -> Option<[Pooled; 2]> {
+        let mut idle = self.idle.lock();
+        if idle.len() < 2 {
+            return None;
+        }
+        let first = idle.pop()?;
+        let second = idle.pop()?;
+        Some([first, second])
+    }
+
     /// Returns a channel that completed its call.
     pub(crate) fn give_back(&self, pooled: Pooled) {
         self.idle.lock().push(pooled);

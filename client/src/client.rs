@@ -3,6 +3,7 @@
 //! queue.
 
 use std::mem;
+use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -19,7 +20,7 @@ use parking_lot::Mutex;
 use crate::channels::{ClientOptions, Pool, Pooled};
 use crate::error::{Error, Result};
 use crate::fd::{ControlFd, Handle, OpenFd};
-use crate::open::read_into;
+use crate::open::{chunk_read, read_into};
 
 /// Released FDIDs are sent to the server in one Close once this many are queued, as
 /// gVisor's client does: one RPC per hundred closes instead of one per close.
@@ -269,6 +270,91 @@ impl Inner {
         .map(|(read, _)| read)
     }
 
+    /// PRead of `dest.len()` bytes of `fd` from `offset` in pieces of at most `chunk`
+    /// bytes, served on two channels at once: the server reads the next piece into one
+    /// window while we copy the last one out of the other, on the other core. `None`, with
+    /// nothing sent, for a read below [`SPLIT_READ_MIN`] or unless two channels are idle
+    /// (then [`OpenFd::pread`](crate::OpenFd::pread) goes on one chunk at a time, with the
+    /// same result rules, `chunk_read`). Other callers meanwhile use the socket.
+    pub(crate) fn pread_split(
+        &self,
+        fd: FdId,
+        offset: u64,
+        dest: &mut [u8],
+        chunk: usize,
+    ) -> Option<Result<usize>> {
+        if dest.len() < SPLIT_READ_MIN || !self.supports(Mid::PRead) {
+            return None;
+        }
+        // An end beyond u64 is the one-chunk path's error to report.
+        offset.checked_add(u64::try_from(dest.len()).ok()?)?;
+        let mut pair = self.channels.take_two()?;
+        let piece = dest
+            .len()
+            .div_ceil(SPLIT_READ_PIECES)
+            .next_multiple_of(4096)
+            .min(chunk);
+        let pieces: Vec<&mut [u8]> = dest.chunks_mut(piece).collect();
+        let lens: Vec<usize> = pieces.iter().map(|piece| piece.len()).collect();
+        let max = self.max_message_size;
+        let mut alive = [true; 2];
+        // Piece i travels on channel i % 2, which holds one piece at a time.
+        let launch = |i: usize, pair: &mut [Pooled; 2], alive: &mut [bool; 2]| {
+            let req = PReadReq {
+                // Below offset + dest.len(), checked above.
+                offset: offset + (i * piece) as u64,
+                fd,
+                // A piece is at most `chunk`, which came from a u32.
+                count: u32::try_from(lens[i]).unwrap_or(u32::MAX),
+                _pad: 0,
+            };
+            let (started, live) = start_pread(&mut pair[i % 2], max, &req);
+            alive[i % 2] &= live;
+            started
+        };
+        let mut started: [Option<Result<()>>; 2] = [None, None];
+        for (i, slot) in started.iter_mut().enumerate().take(lens.len()) {
+            *slot = Some(launch(i, &mut pair, &mut alive));
+        }
+        let mut done = 0;
+        let mut read = None;
+        for (i, dest) in pieces.into_iter().enumerate() {
+            let c = i % 2;
+            let Some(start) = started[c].take() else {
+                break;
+            };
+            let outcome = match start {
+                Ok(()) => {
+                    // Once the read has its result, a response still outstanding is only
+                    // drained: none of it reaches the caller's buffer.
+                    let into: &mut [u8] = if read.is_none() { dest } else { &mut [] };
+                    let (outcome, live) = finish_pread(&mut pair[c], max, into);
+                    alive[c] &= live;
+                    outcome
+                }
+                Err(err) => Err(err),
+            };
+            if read.is_some() {
+                continue;
+            }
+            match chunk_read(done, lens[i], outcome) {
+                ControlFlow::Continue(n) => {
+                    done += n;
+                    if i + 2 < lens.len() {
+                        started[c] = Some(launch(i + 2, &mut pair, &mut alive));
+                    }
+                }
+                ControlFlow::Break(result) => read = Some(result),
+            }
+        }
+        for (pooled, live) in pair.into_iter().zip(alive) {
+            if live {
+                self.channels.give_back(pooled);
+            }
+        }
+        Some(read.unwrap_or(Ok(done)))
+    }
+
     /// Opens up to `options.channels` channels over the socket. `ENOMEM` means the server's
     /// limit was reached; any failure just leaves fewer channels (the socket always works).
     fn open_channels(&self, options: &ClientOptions) {
@@ -375,6 +461,15 @@ impl Drop for Inner {
     }
 }
 
+/// Reads of at least this many bytes go out in pieces on two channels at once
+/// ([`Inner::pread_split`]).
+const SPLIT_READ_MIN: usize = 256 * 1024;
+
+/// How many pieces such a read is cut into (each at most the server's chunk, in whole
+/// pages). While we copy a piece out of one window the server reads the next into the
+/// other, so the read takes about one piece's time more than the copying alone.
+const SPLIT_READ_PIECES: usize = 4;
+
 /// Encodes a request into `buf` and checks it against the server's limit.
 fn encode_request<R: Request>(buf: &mut Vec<u8>, max: u32, req: &R) -> Result<()> {
     buf.clear();
@@ -451,13 +546,31 @@ fn pread_on_channel(
     req: &PReadReq,
     dest: &mut [u8],
 ) -> (Result<Result<usize>>, bool) {
+    match start_pread(pooled, max, req) {
+        (Ok(()), _) => finish_pread(pooled, max, dest),
+        (Err(err), alive) => (Err(err), alive),
+    }
+}
+
+/// Sends a PRead on `pooled` without waiting for it; [`finish_pread`] takes the response.
+/// After an error nothing is outstanding; the flag says whether the channel still works.
+fn start_pread(pooled: &mut Pooled, max: u32, req: &PReadReq) -> (Result<()>, bool) {
     if let Err(err) = encode_request(&mut pooled.buf, max, req) {
         return (Err(err), true);
     }
-    let max = usize::try_from(max).unwrap_or(usize::MAX);
     let Pooled { channel, buf } = pooled;
+    match channel.start(Mid::PRead.as_u16(), buf) {
+        Ok(()) => (Ok(()), true),
+        Err(err) => (Err(Error::transport(err)), false),
+    }
+}
+
+/// The response to the PRead [`start_pread`] sent, its data copied into `dest` (results
+/// as [`Inner::pread_into`]'s); the flag says whether the channel still works.
+fn finish_pread(pooled: &mut Pooled, max: u32, dest: &mut [u8]) -> (Result<Result<usize>>, bool) {
+    let max = usize::try_from(max).unwrap_or(usize::MAX);
     let mid = Mid::PRead.as_u16();
-    let result = channel.call_in_place(mid, buf, 0, max, |incoming| {
+    let result = pooled.channel.finish_in_place(0, max, |incoming| {
         if incoming.mid() == mid {
             return Ok(read_in_place(dest, &incoming));
         }

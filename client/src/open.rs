@@ -1,6 +1,8 @@
 //! RPCs on an [`OpenFd`]: stat, chunked read and write, sync, flush, allocate and
 //! directory listing.
 
+use std::ops::ControlFlow;
+
 use lisafs_protocol::wire::{
     Dirent64, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PReadResp,
     PWriteReq, Statx,
@@ -22,6 +24,27 @@ pub(crate) fn read_into(dest: &mut [u8], payload: &[u8]) -> Result<usize> {
     };
     dest.copy_from_slice(data);
     Ok(data.len())
+}
+
+/// What a chunk's outcome (as [`Inner::pread_into`] returns it) means for a read that
+/// has `done` bytes so far and asked this chunk for `want`: go on with the chunk's bytes,
+/// or stop with the read's result. A bad response is an error even after some chunks; a
+/// failed call ends the read short, with what was read, unless nothing was; a short chunk
+/// ends it.
+///
+/// [`Inner::pread_into`]: crate::client::Inner::pread_into
+pub(crate) fn chunk_read(
+    done: usize,
+    want: usize,
+    outcome: Result<Result<usize>>,
+) -> ControlFlow<Result<usize>, usize> {
+    match outcome {
+        Ok(Ok(n)) if n < want => ControlFlow::Break(Ok(done + n)),
+        Ok(Ok(n)) => ControlFlow::Continue(n),
+        Ok(Err(bad)) => ControlFlow::Break(Err(bad)),
+        Err(err) if done == 0 => ControlFlow::Break(Err(err)),
+        Err(_) => ControlFlow::Break(Ok(done)),
+    }
 }
 
 /// PRead's response spends 8 bytes on the byte count before the data.
@@ -55,6 +78,9 @@ impl OpenFd {
             return Ok(0);
         }
         let chunk = self.chunk(PREAD_OVERHEAD)?;
+        if let Some(read) = self.inner().pread_split(self.id(), offset, buf, chunk) {
+            return read;
+        }
         let mut done = 0;
         while done < buf.len() {
             let want = chunk.min(buf.len() - done);
@@ -65,17 +91,11 @@ impl OpenFd {
                 count: u32::try_from(want).unwrap_or(u32::MAX),
                 _pad: 0,
             };
-            // The data goes from where it arrived straight into `buf`. A bad response is an
-            // error even after some chunks; a failed call ends the read short, with what
-            // was read.
-            let n = match self.inner().pread_into(&req, &mut buf[done..done + want]) {
-                Ok(read) => read?,
-                Err(err) if done == 0 => return Err(err),
-                Err(_) => break,
-            };
-            done += n;
-            if n < want {
-                break;
+            // The data goes from where it arrived straight into `buf`.
+            let outcome = self.inner().pread_into(&req, &mut buf[done..done + want]);
+            match chunk_read(done, want, outcome) {
+                ControlFlow::Continue(n) => done += n,
+                ControlFlow::Break(read) => return read,
             }
         }
         Ok(done)

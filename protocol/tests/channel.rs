@@ -94,6 +94,54 @@ fn calls_round_trip_with_their_mids_payloads_and_fds() {
 }
 
 #[test]
+fn requests_started_on_two_channels_are_answered_on_each() {
+    let mut clients = Vec::new();
+    let mut shutdowns = Vec::new();
+    let mut servers = Vec::new();
+    for _ in 0..2 {
+        let (server, resp, memfd, sock) = create();
+        shutdowns.push(server.shutdown_handle());
+        servers.push(echo_server(server));
+        let mut client = Channel::open(&resp, &memfd, sock, SpinPolicy::default()).unwrap();
+        client.connect().unwrap();
+        clients.push(client);
+    }
+    let finish = |client: &mut Channel| {
+        let (payload, _) = client
+            .finish_in_place(0, MAX, |incoming| incoming.payload().unwrap().to_vec())
+            .unwrap();
+        payload
+    };
+    for i in 0..100u8 {
+        clients[0].start(5, &[i, 1]).unwrap();
+        clients[1].start(5, &[i, 2]).unwrap();
+        assert_eq!(finish(&mut clients[0]), [1, i]);
+        assert_eq!(finish(&mut clients[1]), [2, i]);
+    }
+    // One request at a time per channel, and no response without a request.
+    clients[0].start(5, b"a").unwrap();
+    assert!(matches!(
+        clients[0].start(5, b"b"),
+        Err(ChannelError::Protocol(_))
+    ));
+    assert_eq!(finish(&mut clients[0]), b"a");
+    assert!(matches!(
+        clients[0].finish_in_place(0, MAX, |_| ()),
+        Err(ChannelError::Protocol(_))
+    ));
+    assert_eq!(clients[0].call(1, b"xy", 0, MAX).unwrap().payload, b"yx");
+    let served: Vec<usize> = shutdowns
+        .iter()
+        .zip(servers)
+        .map(|(shutdown, serving)| {
+            shutdown.shutdown();
+            serving.join().unwrap().unwrap()
+        })
+        .collect();
+    assert_eq!(served, [102, 100]);
+}
+
+#[test]
 fn oversized_payloads_are_refused_before_sending() {
     let (server, resp, memfd, sock) = create();
     let serving = echo_server(server);

@@ -68,6 +68,8 @@ pub struct Channel {
     fd_socket: OwnedFd,
     /// Receive buffer; grows to the largest message seen and is never zero-filled again.
     buf: Vec<u8>,
+    /// Client: a request went out whose response has not been taken yet.
+    awaiting: bool,
 }
 
 /// Shuts a channel down from any thread, waking whoever waits on it (both sides).
@@ -272,6 +274,7 @@ impl Channel {
             endpoint: Arc::new(Endpoint::new(window, side, policy)),
             fd_socket,
             buf: Vec::new(),
+            awaiting: false,
         }
     }
 
@@ -330,8 +333,35 @@ impl Channel {
         max_payload: usize,
         read: impl FnOnce(Incoming<'a>) -> T,
     ) -> Result<(T, Vec<OwnedFd>), ChannelError> {
+        self.start(mid, payload)?;
+        self.finish_in_place(want_fds, max_payload, read)
+    }
+
+    /// Client: the first half of [`Channel::call_in_place`]: sends `payload` under `mid`
+    /// and returns without waiting, so that a caller can have requests on several channels
+    /// served at once. [`Channel::finish_in_place`] takes the response.
+    pub fn start(&mut self, mid: u16, payload: &[u8]) -> Result<(), ChannelError> {
+        if self.awaiting {
+            return Err(ChannelError::Protocol("a response is still outstanding"));
+        }
         self.put_message(mid, payload, 0)?;
+        self.awaiting = true;
+        Ok(())
+    }
+
+    /// Client: the second half of [`Channel::call_in_place`]: waits for the response to
+    /// the request [`Channel::start`] sent.
+    pub fn finish_in_place<'a, T>(
+        &'a mut self,
+        want_fds: usize,
+        max_payload: usize,
+        read: impl FnOnce(Incoming<'a>) -> T,
+    ) -> Result<(T, Vec<OwnedFd>), ChannelError> {
+        if !self.awaiting {
+            return Err(ChannelError::Protocol("no request outstanding"));
+        }
         let len = self.endpoint.wait()?;
+        self.awaiting = false;
         if len < ChannelHeader::SIZE {
             return Err(ChannelError::Protocol("message shorter than its header"));
         }
