@@ -79,20 +79,21 @@ impl Pool {
         self.idle.lock().pop()
     }
 
-    /// The two most recently returned idle channels, if there are two.
+    /// Two idle channels, if there are two.
     pub(crate) fn take_two(&self) -> Option<[Pooled; 2]> {
         let mut idle = self.idle.lock();
         if idle.len() < 2 {
             return None;
         }
-        let first = idle.pop()?;
-        let second = idle.pop()?;
-        Some([first, second])
+        Some([idle.pop()?, idle.pop()?])
     }
 
-    /// Returns a channel that completed its call.
-    pub(crate) fn give_back(&self, pooled: Pooled) {
-        self.idle.lock().push(pooled);
+    /// Ends a call on a channel taken from the pool: the channel goes back if it still
+    /// works, and is dropped (closing it) if the call left it dead.
+    pub(crate) fn put_back(&self, pooled: Pooled, alive: bool) {
+        if alive {
+            self.idle.lock().push(pooled);
+        }
     }
 
     /// How many channels are idle now.

@@ -7,6 +7,7 @@ use std::ops::ControlFlow;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use lisafs_protocol::transport::channel::{Channel, Incoming};
@@ -52,6 +53,17 @@ pub(crate) struct Inner {
     /// FDIDs whose handles were dropped and that the server has not been told about yet.
     closes: Mutex<Vec<FdId>>,
     channels: Pool,
+    /// Calls in progress, on a channel or the socket ([`Inner::enter`]).
+    calls: AtomicUsize,
+}
+
+/// A call in progress, counted in [`Inner::calls`] until it is dropped.
+struct InCall<'a>(&'a AtomicUsize);
+
+impl Drop for InCall<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// The socket and its send buffer; only touched under `Inner::conn`'s lock.
@@ -131,6 +143,7 @@ impl Client {
             supported: Supported::new(resp.supported),
             closes: Mutex::new(Vec::new()),
             channels: Pool::default(),
+            calls: AtomicUsize::new(0),
         });
         inner.open_channels(&options);
         Ok(Self {
@@ -223,6 +236,12 @@ impl Drop for Client {
 }
 
 impl Inner {
+    /// Counts a call in progress until the guard is dropped.
+    fn enter(&self) -> InCall<'_> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        InCall(&self.calls)
+    }
+
     /// Sends `req` and returns the decoded response and any donated FDs.
     pub(crate) fn call<R: Request>(&self, req: &R) -> Result<(R::Response, Vec<OwnedFd>)> {
         self.call_with(req, typed::<R>)
@@ -238,11 +257,10 @@ impl Inner {
         if !self.supports(R::MID) {
             return Err(Error::local(Errno::EOPNOTSUPP));
         }
+        let _call = self.enter();
         if let Some(mut pooled) = self.channels.take() {
             let (result, alive) = exchange_channel(&mut pooled, self.max_message_size, req, decode);
-            if alive {
-                self.channels.give_back(pooled);
-            }
+            self.channels.put_back(pooled, alive);
             return result;
         }
         let mut conn = self.conn.lock();
@@ -256,11 +274,10 @@ impl Inner {
         if !self.supports(Mid::PRead) {
             return Err(Error::local(Errno::EOPNOTSUPP));
         }
+        let _call = self.enter();
         if let Some(mut pooled) = self.channels.take() {
             let (result, alive) = pread_on_channel(&mut pooled, self.max_message_size, req, dest);
-            if alive {
-                self.channels.give_back(pooled);
-            }
+            self.channels.put_back(pooled, alive);
             return result;
         }
         let mut conn = self.conn.lock();
@@ -273,9 +290,10 @@ impl Inner {
     /// PRead of `dest.len()` bytes of `fd` from `offset` in pieces of at most `chunk`
     /// bytes, served on two channels at once: the server reads the next piece into one
     /// window while we copy the last one out of the other, on the other core. `None`, with
-    /// nothing sent, for a read below [`SPLIT_READ_MIN`] or unless two channels are idle
-    /// (then [`OpenFd::pread`](crate::OpenFd::pread) goes on one chunk at a time, with the
-    /// same result rules, `chunk_read`). Other callers meanwhile use the socket.
+    /// nothing sent, for a read below [`SPLIT_READ_MIN`], or unless no other call is in
+    /// progress and two channels are idle (then [`OpenFd::pread`](crate::OpenFd::pread)
+    /// goes on one chunk at a time, with the same result rules, `chunk_read`). Calls made
+    /// meanwhile use the socket.
     pub(crate) fn pread_split(
         &self,
         fd: FdId,
@@ -288,6 +306,12 @@ impl Inner {
         }
         // An end beyond u64 is the one-chunk path's error to report.
         offset.checked_add(u64::try_from(dest.len()).ok()?)?;
+        // Taking both channels sends every other call to the socket meanwhile, so only a
+        // caller alone does: with two callers each on its own channel both go faster.
+        if self.calls.load(Ordering::Relaxed) != 0 {
+            return None;
+        }
+        let _call = self.enter();
         let mut pair = self.channels.take_two()?;
         let piece = dest
             .len()
@@ -348,9 +372,7 @@ impl Inner {
             }
         }
         for (pooled, live) in pair.into_iter().zip(alive) {
-            if live {
-                self.channels.give_back(pooled);
-            }
+            self.channels.put_back(pooled, live);
         }
         Some(read.unwrap_or(Ok(done)))
     }

@@ -101,9 +101,9 @@ impl Backend for OneFile {
     }
 }
 
-/// A client with two channels, mounted on a server of [`OneFile`] in this process, and
-/// `/file` opened read-only.
-fn serve(fails: Range<usize>, pause: Duration) -> (Client, OpenFd, Arc<Reads>) {
+/// A client with `channels` channels, mounted on a server of [`OneFile`] in this
+/// process, and `/file` opened read-only.
+fn serve(channels: usize, fails: Range<usize>, pause: Duration) -> (Client, OpenFd, Arc<Reads>) {
     let reads = Arc::new(Reads::default());
     let backend = OneFile {
         fails,
@@ -115,11 +115,11 @@ fn serve(fails: Range<usize>, pause: Duration) -> (Client, OpenFd, Arc<Reads>) {
         .spawn(server_end)
         .unwrap();
     let options = ClientOptions {
-        channels: 2,
+        channels,
         ..Default::default()
     };
     let client = Client::from_fd_with(client_end.into_inner(), options).unwrap();
-    assert_eq!(client.idle_channels(), 2);
+    assert_eq!(client.idle_channels(), channels);
     let (_, inodes) = client.root().walk(&["file"]).unwrap();
     let opened = inodes[0].fd.open_at(0).unwrap();
     (client, opened.fd, reads)
@@ -144,7 +144,7 @@ fn holds(buf: &[u8], offset: usize, n: usize) -> bool {
 
 #[test]
 fn large_reads_are_whole_short_at_the_end_and_untouched_beyond() {
-    let (client, fd, _) = serve(0..0, Duration::ZERO);
+    let (client, fd, _) = serve(2, 0..0, Duration::ZERO);
     let mib = 1 << 20;
     for (offset, len, want) in [
         (0, mib, LEN),
@@ -170,7 +170,7 @@ fn a_failure_part_way_ends_the_read_short_and_a_first_one_is_the_error() {
     // The third of four 256 KiB pieces fails; the fourth, already in flight, does not,
     // and must not reach the buffer.
     let fail_from = 512 * 1024;
-    let (client, fd, _) = serve(fail_from..fail_from + 1, Duration::ZERO);
+    let (client, fd, _) = serve(2, fail_from..fail_from + 1, Duration::ZERO);
     let (result, buf) = read(&fd, 0, 1 << 20);
     assert_eq!(result.unwrap(), fail_from, "the pieces before the failure");
     assert!(holds(&buf, 0, fail_from));
@@ -191,10 +191,33 @@ fn a_failure_part_way_ends_the_read_short_and_a_first_one_is_the_error() {
 fn two_pieces_are_in_flight_at_once() {
     // Each read pauses, so pieces sent before either answer overlap in the server; a
     // client that sent one piece at a time would never have two reads in progress.
-    let (_client, fd, reads) = serve(0..0, Duration::from_millis(20));
+    let (_client, fd, reads) = serve(2, 0..0, Duration::from_millis(20));
     let (result, buf) = read(&fd, 0, 1 << 20);
     assert_eq!(result.unwrap(), LEN);
     assert!(holds(&buf, 0, LEN));
     assert_eq!(reads.most.load(Ordering::SeqCst), 2);
     assert_eq!(reads.calls.load(Ordering::SeqCst), 4);
+}
+
+#[test]
+fn a_read_alongside_another_call_keeps_to_one_channel() {
+    // Two of three channels are idle, but taking them would leave the other caller's
+    // next call to the socket.
+    let (client, fd, reads) = serve(3, 0..0, Duration::from_millis(50));
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| read(&fd, 0, 4096).0.unwrap());
+        while reads.now.load(Ordering::SeqCst) == 0 {
+            std::thread::yield_now();
+        }
+        let (result, buf) = read(&fd, 0, 1 << 20);
+        assert_eq!(result.unwrap(), LEN);
+        assert!(holds(&buf, 0, LEN));
+        assert_eq!(other.join().unwrap(), 4096);
+    });
+    assert_eq!(
+        reads.calls.load(Ordering::SeqCst),
+        2,
+        "one read each, not pieces"
+    );
+    assert_eq!(client.idle_channels(), 3);
 }
