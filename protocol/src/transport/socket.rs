@@ -13,7 +13,7 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -282,10 +282,11 @@ impl FramedSocket {
             let mut iov = [IoSliceMut::new(&mut self.buf[self.end..limit])];
             match recvmsg(&self.fd, &mut iov, &mut control, flags) {
                 Ok(received) => break received.bytes,
-                // A socket round trip to a busy peer takes about 7 µs.
-                Err(Errno::AGAIN) if polling => {
-                    AdaptiveSpin::pause(started, Duration::from_micros(10))
-                }
+                // Yield between looks from the first: a socket cannot tell whether its peer
+                // shares this CPU (a packing kernel puts both ends on one), and then every
+                // microsecond of pure spinning delays the answer; elsewhere a look costs
+                // a system call more.
+                Err(Errno::AGAIN) if polling => std::thread::yield_now(),
                 Err(Errno::INTR) => {}
                 Err(err) => return Err(err.into()),
             }
