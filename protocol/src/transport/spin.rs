@@ -7,8 +7,9 @@
 //! [`SpinPolicy::max_spin`], and not at all once the average exceeds the cap. A busy
 //! connection then never blocks, a slow operation blocks at once, and an idle one polls
 //! once, briefly, after its last message and then costs nothing. After a first short pure
-//! spin the poll yields the CPU between checks: with more runnable threads than cores, a pure spin
-//! would keep the very thread it waits for from running.
+//! spin (none on a socket, which cannot see where its peer runs) the poll yields the CPU
+//! between checks: with more runnable threads than cores, a pure spin would keep the very
+//! thread it waits for from running.
 
 use std::time::{Duration, Instant};
 
