@@ -96,14 +96,16 @@ names = {
     "mkdir_unlink": "MkdirAt + UnlinkAt",
 }
 print(f"load average at the end: {load.split()[0]}\n")
-print("| op | mode | gVisor ops/s | ours ops/s | ours ÷ gVisor | median µs gVisor / ours | ≥ 1.5× | latency ≤ gVisor's |")
-print("|---|---|---:|---:|---:|---:|:---:|:---:|")
+print("| op | mode | gVisor ops/s | ours ops/s | ours ÷ gVisor | median µs gVisor / ours | p99 µs gVisor / ours | ≥ 1.5× | latency ≤ gVisor's |")
+print("|---|---|---:|---:|---:|---:|---:|:---:|:---:|")
 for (mode, op), by in sorted(runs.items(), key=lambda kv: (list(names).index(kv[0][1]), kv[0][0])):
     g = statistics.median(r["ops_per_s"] for r in by["gvisor"])
     o = statistics.median(r["ops_per_s"] for r in by["ours"])
     gl = statistics.median(r["median_ns"] for r in by["gvisor"]) / 1000
     ol = statistics.median(r["median_ns"] for r in by["ours"]) / 1000
+    gt = statistics.median(r["p99_ns"] for r in by["gvisor"]) / 1000
+    ot = statistics.median(r["p99_ns"] for r in by["ours"]) / 1000
     ratio = o / g
     print(f"| {names[op]} | {mode} | {g:,.0f} | {o:,.0f} | {ratio:.2f} | {gl:.1f} / {ol:.1f} "
-          f"| {'yes' if ratio >= 1.5 else '**no**'} | {'yes' if ol <= gl else '**no**'} |")
+          f"| {gt:.0f} / {ot:.0f} | {'yes' if ratio >= 1.5 else '**no**'} | {'yes' if ol <= gl else '**no**'} |")
 PY
