@@ -13,7 +13,7 @@
 use std::io::{IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustix::io::Errno;
 use rustix::net::{
@@ -22,7 +22,7 @@ use rustix::net::{
 };
 use zerocopy::IntoBytes;
 
-use crate::transport::spin::{AdaptiveSpin, SpinPolicy};
+use crate::transport::spin::{AdaptiveSpin, SpinPolicy, SHORT_FLOOR};
 use crate::wire::SocketHeader;
 
 /// The most FDs one frame may carry. No lisafs message donates more than two.
@@ -271,7 +271,7 @@ impl FramedSocket {
         };
         let mut control = RecvAncillaryBuffer::new(&mut space[..control_len]);
         let started = Instant::now();
-        let spin_until = self.spin.deadline(started);
+        let spin_until = self.spin.deadline(started, SHORT_FLOOR, Duration::MAX);
         let got = loop {
             let polling = Instant::now() < spin_until;
             let flags = if polling {

@@ -3,15 +3,30 @@
 //!
 //! A blocking wake-up between two processes costs several microseconds (about 20 µs on an
 //! idle VM), while catching the peer's answer by polling costs well under one. So a waiter
-//! first polls for a while: twice the moving average of its recent waits, capped at
-//! [`SpinPolicy::max_spin`], and not at all once the average exceeds the cap. A busy
-//! connection then never blocks, a slow operation blocks at once, and an idle one polls
-//! once, briefly, after its last message and then costs nothing. After a first short pure
+//! first polls for a while: twice the moving average of its recent waits, but at least a
+//! floor, capped at [`SpinPolicy::max_spin`], and not at all once the average exceeds the
+//! cap. A busy connection then never blocks, a slow operation blocks at once, and an idle
+//! one polls once, briefly, after its last message and then costs nothing. The floor is
+//! [`SHORT_FLOOR`] on a socket and [`CHANNEL_FLOOR`] on a channel whose peer polls too:
+//! there the waits of one connection differ by kind (a create takes several times a stat)
+//! and by what the peer does between messages, and a wait just past twice the average
+//! would cost a blocking wake-up many times its length. After a first short pure
 //! spin (none on a socket, which cannot see where its peer runs) the poll yields the CPU
 //! between checks: with more runnable threads than cores, a pure spin would keep the very
 //! thread it waits for from running.
 
 use std::time::{Duration, Instant};
+
+/// The least a socket waiter spins (below the cap): about two quick round trips.
+pub(crate) const SHORT_FLOOR: Duration = Duration::from_micros(2);
+
+/// The least a channel waiter spins (below the cap) when its peer polls as well: longer
+/// than the slower single operations (a create, an open), and than the gap the FUSE bridge
+/// leaves between requests while the kernel walks to the next path component, both a
+/// small fraction of the ~20–40 µs a blocking wake-up costs on the VMs we measure. The
+/// waiter yields between looks, so a co-located peer is not held up
+/// (benches/README.md, "Through lisafs-mount").
+pub(crate) const CHANNEL_FLOOR: Duration = Duration::from_micros(50);
 
 /// How long a waiter may spin (poll) before it blocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,19 +66,16 @@ impl AdaptiveSpin {
         self.policy
     }
 
-    /// When the next wait, starting `now`, should stop spinning and block.
-    pub(crate) fn deadline(&self, now: Instant) -> Instant {
-        self.deadline_within(now, self.policy.max_spin)
-    }
-
-    /// [`Self::deadline`] under a cap of `cap` where that is below the policy's.
-    pub(crate) fn deadline_within(&self, now: Instant, cap: Duration) -> Instant {
+    /// When the next wait, starting `now`, should stop spinning and block: twice the
+    /// average wait, at least `floor`, at most `cap` or the policy's cap, whichever is
+    /// lower, and no spin at all once the average exceeds that cap.
+    pub(crate) fn deadline(&self, now: Instant, floor: Duration, cap: Duration) -> Instant {
         let cap = cap.min(self.policy.max_spin);
         let avg = Duration::from_nanos(self.avg_wait_ns);
         let budget = if avg > cap {
             Duration::ZERO
         } else {
-            avg.saturating_mul(2).max(Duration::from_micros(2)).min(cap)
+            avg.saturating_mul(2).max(floor).min(cap)
         };
         now + budget
     }
@@ -96,11 +108,37 @@ mod tests {
         let mut spin = AdaptiveSpin::new(SpinPolicy::default());
         spin.record(Duration::from_micros(5));
         let now = Instant::now();
-        assert!(spin.deadline(now) > now);
+        assert!(spin.deadline(now, SHORT_FLOOR, Duration::MAX) > now);
         for _ in 0..64 {
             spin.record(Duration::from_millis(5));
         }
-        assert_eq!(spin.deadline(now), now);
+        assert_eq!(spin.deadline(now, CHANNEL_FLOOR, Duration::MAX), now);
+    }
+
+    #[test]
+    fn quick_waits_are_spun_for_at_least_the_floor() {
+        let mut spin = AdaptiveSpin::new(SpinPolicy::default());
+        for _ in 0..64 {
+            spin.record(Duration::from_micros(1));
+        }
+        let now = Instant::now();
+        let max = Duration::MAX;
+        assert_eq!(spin.deadline(now, SHORT_FLOOR, max), now + SHORT_FLOOR);
+        assert_eq!(spin.deadline(now, CHANNEL_FLOOR, max), now + CHANNEL_FLOOR);
+        let cap = Duration::from_micros(20);
+        assert_eq!(
+            spin.deadline(now, CHANNEL_FLOOR, cap),
+            now + cap,
+            "never above the cap"
+        );
+        for _ in 0..64 {
+            spin.record(Duration::from_micros(40));
+        }
+        let twice = spin.deadline(now, CHANNEL_FLOOR, max) - now;
+        assert!(
+            twice > CHANNEL_FLOOR,
+            "twice the average above the floor: {twice:?}"
+        );
     }
 
     #[test]
@@ -111,12 +149,16 @@ mod tests {
         }
         let now = Instant::now();
         let cap = Duration::from_micros(20);
-        assert!(spin.deadline(now) > now + cap, "within the policy's 200 µs");
-        assert_eq!(spin.deadline_within(now, cap), now, "waits beyond the cap");
+        let (floor, max) = (SHORT_FLOOR, Duration::MAX);
+        assert!(
+            spin.deadline(now, floor, max) > now + cap,
+            "within the policy's 200 µs"
+        );
+        assert_eq!(spin.deadline(now, floor, cap), now, "waits beyond the cap");
         for _ in 0..64 {
             spin.record(Duration::from_micros(5));
         }
-        let quick = spin.deadline_within(now, cap);
+        let quick = spin.deadline(now, floor, cap);
         assert!(
             now < quick && quick <= now + cap,
             "quick waits are spun for"
@@ -125,7 +167,7 @@ mod tests {
             max_spin: Duration::ZERO,
         });
         assert_eq!(
-            short.deadline_within(now, cap),
+            short.deadline(now, CHANNEL_FLOOR, cap),
             now,
             "never above the policy"
         );

@@ -29,7 +29,7 @@ use rustix::thread::futex;
 
 use super::shm::Window;
 use super::ChannelError;
-use crate::transport::spin::{AdaptiveSpin, SpinPolicy};
+use crate::transport::spin::{AdaptiveSpin, SpinPolicy, CHANNEL_FLOOR, SHORT_FLOOR};
 
 /// State word: the client's turn (the initial value of a zeroed window).
 const CLIENT_TURN: u32 = 0;
@@ -55,12 +55,14 @@ fn this_cpu() -> u32 {
 /// sandbox around it, could run on (benches/README.md, "Under gVisor's client").
 pub(crate) const SILENT_CLIENT_SPIN: Duration = Duration::from_micros(20);
 
-/// The cap on this wait's spin below the policy's, given the peer's polling word.
-fn spin_cap(side: Side, peer: u32) -> Duration {
+/// The floor of this wait's spin and its cap below the policy's, given the peer's polling
+/// word: a silent client gets the short floor too, since every spin past its wake-up only
+/// holds the CPU it could be woken on.
+fn spin_bounds(side: Side, peer: u32) -> (Duration, Duration) {
     if side.is_server() && peer == 0 {
-        SILENT_CLIENT_SPIN
+        (SHORT_FLOOR, SILENT_CLIENT_SPIN)
     } else {
-        Duration::MAX
+        (CHANNEL_FLOOR, Duration::MAX)
     }
 }
 
@@ -169,8 +171,8 @@ impl Endpoint {
             .polling(!self.side.is_server())
             .load(Ordering::Relaxed);
         let pure = pure_spin(peer, here);
-        let cap = spin_cap(self.side, peer);
-        let mut spin_until = Some(self.spin.lock().deadline_within(started, cap));
+        let (floor, cap) = spin_bounds(self.side, peer);
+        let mut spin_until = Some(self.spin.lock().deadline(started, floor, cap));
         let mut may_sleep = false;
         let mut slept = false;
         loop {
@@ -245,11 +247,13 @@ mod tests {
     #[test]
     fn only_a_server_spins_less_for_a_silent_peer() {
         let here = this_cpu();
-        assert_eq!(spin_cap(Side::Server, 0), SILENT_CLIENT_SPIN);
+        let silent = (SHORT_FLOOR, SILENT_CLIENT_SPIN);
+        let polling = (CHANNEL_FLOOR, Duration::MAX);
+        assert_eq!(spin_bounds(Side::Server, 0), silent);
         // Our clients say where they run, polling or asleep.
-        assert_eq!(spin_cap(Side::Server, POLLING | here), Duration::MAX);
-        assert_eq!(spin_cap(Side::Server, here), Duration::MAX);
+        assert_eq!(spin_bounds(Side::Server, POLLING | here), polling);
+        assert_eq!(spin_bounds(Side::Server, here), polling);
         // A client waits for the server's work, whoever the server is.
-        assert_eq!(spin_cap(Side::Client, 0), Duration::MAX);
+        assert_eq!(spin_bounds(Side::Client, 0), polling);
     }
 }
