@@ -5,7 +5,7 @@
 
 mod mount_harness;
 
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 use std::process::{Command, Stdio};
 
 use mount_harness::{findmnt, mount, mount_bin, ready, run, umount, wait_for, Dirs};
@@ -138,6 +138,32 @@ fn a_gofer_that_cannot_start_is_reported_in_its_own_one_line() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("gofer: "), "{stderr}");
         assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    }
+}
+
+#[test]
+fn a_gofer_killed_before_it_answers_is_reported_with_how_it_ended() {
+    if !ready() {
+        return;
+    }
+    let dirs = Dirs::new();
+    // A "gofer" that dies as its seccomp filter would kill it: by SIGSYS, without a word.
+    let gofer = dirs.path("gofer");
+    std::fs::write(&gofer, "#!/bin/sh\nkill -SYS $$\n").unwrap();
+    std::fs::set_permissions(&gofer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for foreground in [false, true] {
+        let mut command = Command::new(mount_bin());
+        if foreground {
+            command.arg("--foreground");
+        }
+        command.arg("--gofer").arg(&gofer);
+        let out = run(command.arg("--root").arg(dirs.path("b")).arg(dirs.m()));
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("SIGSYS"), "{stderr}");
+        assert!(stderr.contains("seccomp"), "{stderr}");
+        assert_eq!(findmnt(&dirs.m(), None), None);
     }
 }
 

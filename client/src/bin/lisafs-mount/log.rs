@@ -83,8 +83,9 @@ pub(crate) fn to_file(file: File) {
 }
 
 /// Copies the gofer's standard error, line by line, to the sink until the gofer (and
-/// every process sharing the pipe) has exited.
-pub(crate) fn forward(from: impl io::Read) {
+/// every process sharing the pipe) has exited; says whether there was anything to copy.
+pub(crate) fn forward(from: impl io::Read) -> bool {
+    let mut said = false;
     for line in BufReader::new(from).split(b'\n') {
         let Ok(mut line) = line else { break };
         let severity = if contains(&line, b"ERROR") {
@@ -96,7 +97,9 @@ pub(crate) fn forward(from: impl io::Read) {
         };
         line.push(b'\n');
         deliver(severity, &line);
+        said = true;
     }
+    said
 }
 
 fn contains(line: &[u8], word: &[u8]) -> bool {

@@ -31,6 +31,7 @@ use std::ffi::{OsStr, OsString};
 use std::io::Write as _;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::ExitStatusExt;
 use std::process::ExitCode;
 use std::sync::mpsc;
 use std::thread;
@@ -40,7 +41,7 @@ use clap::Parser;
 use fuser::Session;
 use lisafs_client::Client;
 use rustix::event::{poll, PollFd, PollFlags};
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGSYS, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::Args;
@@ -235,14 +236,23 @@ fn run(args: &Args, gofer: &mut Option<spawn::Gofer>) -> Result<(), Failure> {
     outcome.map_err(Failure::from)
 }
 
-/// The gofer did not answer Mount. If it exited, it has said why on its standard error
-/// (copied to ours): that line is the whole report.
+/// The gofer did not answer Mount. If it exited and said why on its standard error
+/// (copied to ours), that line is the whole report; if it said nothing (killed by a
+/// signal, say by its own seccomp filter), how it ended is.
 fn gofer_failed(gofer: &mut Option<spawn::Gofer>, err: &lisafs_client::Error) -> Failure {
     if let Some(started) = gofer {
         let exited = spawn::wait_exit(&mut started.child, Duration::from_secs(2));
-        if exited.is_some_and(|status| !status.success()) {
-            started.drain_stderr(Duration::from_secs(2));
-            return Failure::Reported;
+        if let Some(status) = exited.filter(|status| !status.success()) {
+            if started.drain_stderr(Duration::from_secs(2)) {
+                return Failure::Reported;
+            }
+            let seccomp = match status.signal() {
+                Some(SIGSYS) => ": a system call its seccomp filter does not allow",
+                _ => "",
+            };
+            return Failure::Message(format!(
+                "the gofer ended before answering Mount ({status}){seccomp}"
+            ));
         }
     }
     Failure::Message(format!("the gofer did not answer Mount: {err}"))

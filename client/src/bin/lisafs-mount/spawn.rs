@@ -36,15 +36,17 @@ fn gofer_binary(args: &Args) -> PathBuf {
 pub(crate) struct Gofer {
     /// The process, reaped by `main` whatever happens.
     pub(crate) child: Child,
-    /// Signals when the copy of the gofer's standard error has reached its end.
-    pub(crate) stderr_done: mpsc::Receiver<()>,
+    /// Says, once the copy of the gofer's standard error has reached its end, whether
+    /// the gofer wrote anything.
+    pub(crate) stderr_done: mpsc::Receiver<bool>,
 }
 
 impl Gofer {
     /// Waits (up to `grace`) for the last of the gofer's standard error to be copied, so
-    /// that its own message is out before ours.
-    pub(crate) fn drain_stderr(&self, grace: Duration) {
-        let _ = self.stderr_done.recv_timeout(grace);
+    /// that its own message is out before ours; true if it wrote any (as far as we know
+    /// by then).
+    pub(crate) fn drain_stderr(&self, grace: Duration) -> bool {
+        self.stderr_done.recv_timeout(grace).unwrap_or(false)
     }
 }
 
@@ -94,8 +96,7 @@ pub(crate) fn start_gofer(args: &Args, root: Option<&Path>) -> Result<(Gofer, Ow
         thread::Builder::new()
             .name("gofer-stderr".into())
             .spawn(move || {
-                log::forward(stderr);
-                let _ = done.send(());
+                let _ = done.send(log::forward(stderr));
             })
             .map_err(|err| format!("thread: {err}"))?;
     }
