@@ -17,15 +17,16 @@
 
 use std::time::{Duration, Instant};
 
-/// The least a socket waiter spins (below the cap): about two quick round trips.
+/// The least a socket waiter, or a server waiting on a silent client, spins (below the
+/// cap): about two quick round trips. (The socket measured no better with the channel's.)
 pub(crate) const SHORT_FLOOR: Duration = Duration::from_micros(2);
 
 /// The least a channel waiter spins (below the cap) when its peer polls as well: longer
 /// than the slower single operations (a create, an open), and than the gap the FUSE bridge
 /// leaves between requests while the kernel walks to the next path component, both a
 /// small fraction of the ~20–40 µs a blocking wake-up costs on the VMs we measure. The
-/// waiter yields between looks, so a co-located peer is not held up
-/// (benches/README.md, "Through lisafs-mount").
+/// waiter yields between looks, so a co-located peer is not held up (benches/README.md,
+/// "A floor under the channel spin").
 pub(crate) const CHANNEL_FLOOR: Duration = Duration::from_micros(50);
 
 /// How long a waiter may spin (poll) before it blocks.
