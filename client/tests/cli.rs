@@ -170,6 +170,32 @@ fn unreachable_socket_is_a_connect_error() {
 }
 
 #[test]
+fn a_gofer_that_hangs_up_before_mount_is_named_as_the_refuser() {
+    // What a gofer at its --max-connections does: accept, then close at once.
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("full.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let refuser = std::thread::spawn(move || drop(listener.accept().unwrap()));
+
+    let out = Command::new(env!("CARGO_BIN_EXE_lisafs"))
+        .args(["--socket", text(&socket), "ls"])
+        .output()
+        .unwrap();
+    refuser.join().unwrap();
+
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(
+        stderr,
+        format!(
+            "lisafs: connect {}: the gofer closed the connection before answering Mount \
+             (its log says why, e.g. --max-connections reached)\n",
+            socket.display()
+        )
+    );
+}
+
+#[test]
 fn ls_cat_stat_and_readlink() {
     let s = setup();
 

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lisafs_client::{Client, ClientOptions, Errno, Error, FileType};
+use lisafs_client::{Client, ClientOptions, Errno, Error, ErrorKind, FileType};
 
 use crate::args::{Cli, Command, XattrCommand};
 use crate::paths::{clean, into_dir};
@@ -31,7 +31,16 @@ fn main() -> ExitCode {
     let client = match connect(&cli.socket, cli.timeout) {
         Ok(client) => client,
         Err(err) => {
-            let message = report::message(&err, cli.timeout);
+            // Before Mount is answered a lost connection is the gofer refusing us, most
+            // often at its --max-connections, which its log names.
+            let message = match err.kind() {
+                ErrorKind::Transport if !err.is_timeout() => {
+                    "the gofer closed the connection before answering Mount (its log says why, \
+                     e.g. --max-connections reached)"
+                        .to_owned()
+                }
+                _ => report::message(&err, cli.timeout),
+            };
             eprintln!("lisafs: connect {}: {message}", cli.socket.display());
             return ExitCode::FAILURE;
         }
