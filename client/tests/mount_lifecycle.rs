@@ -5,6 +5,7 @@
 
 mod mount_harness;
 
+use std::ffi::OsStr;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::process::{Command, Stdio};
 
@@ -126,19 +127,31 @@ fn a_gofer_that_cannot_start_is_reported_in_its_own_one_line() {
         return;
     }
     let dirs = Dirs::new();
+    let missing = dirs.path("missing");
+    for stderr in one_line_failures(&dirs, &["--root".as_ref(), missing.as_os_str()]) {
+        assert!(stderr.starts_with("gofer: "), "{stderr}");
+        assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+    }
+}
+
+/// Runs `lisafs-mount ARGS MOUNTPOINT` in the background and in the foreground; each run
+/// must fail with exit status 1, one line on standard error and nothing mounted. Returns
+/// the two lines.
+fn one_line_failures(dirs: &Dirs, args: &[&OsStr]) -> Vec<String> {
+    let mut lines = Vec::new();
     for foreground in [false, true] {
         let mut command = Command::new(mount_bin());
         if foreground {
             command.arg("--foreground");
         }
-        let missing = dirs.path("missing");
-        let out = run(command.arg("--root").arg(&missing).arg(dirs.m()));
+        let out = run(command.args(args).arg(dirs.m()));
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8(out.stderr).unwrap();
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
-        assert!(stderr.starts_with("gofer: "), "{stderr}");
-        assert!(stderr.contains(&missing.display().to_string()), "{stderr}");
+        assert_eq!(findmnt(&dirs.m(), None), None);
+        lines.push(stderr);
     }
+    lines
 }
 
 #[test]
@@ -151,19 +164,16 @@ fn a_gofer_killed_before_it_answers_is_reported_with_how_it_ended() {
     let gofer = dirs.path("gofer");
     std::fs::write(&gofer, "#!/bin/sh\nkill -SYS $$\n").unwrap();
     std::fs::set_permissions(&gofer, std::fs::Permissions::from_mode(0o755)).unwrap();
-    for foreground in [false, true] {
-        let mut command = Command::new(mount_bin());
-        if foreground {
-            command.arg("--foreground");
-        }
-        command.arg("--gofer").arg(&gofer);
-        let out = run(command.arg("--root").arg(dirs.path("b")).arg(dirs.m()));
-        assert_eq!(out.status.code(), Some(1));
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let root = dirs.path("b");
+    let args = [
+        "--gofer".as_ref(),
+        gofer.as_os_str(),
+        "--root".as_ref(),
+        root.as_os_str(),
+    ];
+    for stderr in one_line_failures(&dirs, &args) {
         assert!(stderr.contains("SIGSYS"), "{stderr}");
         assert!(stderr.contains("seccomp"), "{stderr}");
-        assert_eq!(findmnt(&dirs.m(), None), None);
     }
 }
 

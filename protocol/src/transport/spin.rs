@@ -104,24 +104,27 @@ impl AdaptiveSpin {
 mod tests {
     use super::*;
 
+    /// Records enough waits of `took` for the average to settle on it.
+    fn settle(spin: &mut AdaptiveSpin, took: Duration) {
+        for _ in 0..64 {
+            spin.record(took);
+        }
+    }
+
     #[test]
     fn quick_waits_are_spun_for_and_slow_ones_are_not() {
         let mut spin = AdaptiveSpin::new(SpinPolicy::default());
         spin.record(Duration::from_micros(5));
         let now = Instant::now();
         assert!(spin.deadline(now, SHORT_FLOOR, Duration::MAX) > now);
-        for _ in 0..64 {
-            spin.record(Duration::from_millis(5));
-        }
+        settle(&mut spin, Duration::from_millis(5));
         assert_eq!(spin.deadline(now, CHANNEL_FLOOR, Duration::MAX), now);
     }
 
     #[test]
     fn quick_waits_are_spun_for_at_least_the_floor() {
         let mut spin = AdaptiveSpin::new(SpinPolicy::default());
-        for _ in 0..64 {
-            spin.record(Duration::from_micros(1));
-        }
+        settle(&mut spin, Duration::from_micros(1));
         let now = Instant::now();
         let max = Duration::MAX;
         assert_eq!(spin.deadline(now, SHORT_FLOOR, max), now + SHORT_FLOOR);
@@ -132,9 +135,7 @@ mod tests {
             now + cap,
             "never above the cap"
         );
-        for _ in 0..64 {
-            spin.record(Duration::from_micros(40));
-        }
+        settle(&mut spin, Duration::from_micros(40));
         let twice = spin.deadline(now, CHANNEL_FLOOR, max) - now;
         assert!(
             twice > CHANNEL_FLOOR,
@@ -145,9 +146,7 @@ mod tests {
     #[test]
     fn a_lower_cap_stops_spinning_sooner() {
         let mut spin = AdaptiveSpin::new(SpinPolicy::default());
-        for _ in 0..64 {
-            spin.record(Duration::from_micros(30));
-        }
+        settle(&mut spin, Duration::from_micros(30));
         let now = Instant::now();
         let cap = Duration::from_micros(20);
         let (floor, max) = (SHORT_FLOOR, Duration::MAX);
@@ -156,9 +155,7 @@ mod tests {
             "within the policy's 200 µs"
         );
         assert_eq!(spin.deadline(now, floor, cap), now, "waits beyond the cap");
-        for _ in 0..64 {
-            spin.record(Duration::from_micros(5));
-        }
+        settle(&mut spin, Duration::from_micros(5));
         let quick = spin.deadline(now, floor, cap);
         assert!(
             now < quick && quick <= now + cap,
