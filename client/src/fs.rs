@@ -314,8 +314,8 @@ pub(crate) fn list_dir(dir: &ControlFd) -> Result<Vec<DirEntry>> {
         budget = GETDENTS_BUDGET;
         entries.extend(
             batch
-                .into_iter()
-                .filter(|d| d.name.as_bytes() != b"." && d.name.as_bytes() != b"..")
+                .iter()
+                .filter(|d| d.name != b"." && d.name != b"..")
                 .map(DirEntry::from_wire),
         );
     }

@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 
 use lisafs_protocol::wire::{
-    Dirent64, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PReadResp,
+    DirentList, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PReadResp,
     PWriteReq, Statx,
 };
 
@@ -167,8 +167,9 @@ impl OpenFd {
 
     /// Getdents64: up to `count` bytes' worth of entries (charged as Linux `dirent64`
     /// records) from this directory. A negative `count` rewinds to the start first and
-    /// uses its magnitude. An empty list means the end of the directory.
-    pub fn getdents64(&self, count: i32) -> Result<Vec<Dirent64>> {
+    /// uses its magnitude. An empty list means the end of the directory. The entries stay
+    /// in their wire encoding, read in place by [`DirentList::iter`].
+    pub fn getdents64(&self, count: i32) -> Result<DirentList> {
         let req = Getdents64Req {
             dir_fd: self.id(),
             count,

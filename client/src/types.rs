@@ -197,13 +197,13 @@ pub struct DirEntry {
 }
 
 impl DirEntry {
-    pub(crate) fn from_wire(dirent: Dirent64) -> Self {
+    pub(crate) fn from_wire(dirent: Dirent64<'_>) -> Self {
         Self {
             ino: dirent.ino,
             file_type: FileType::from_dirent_type(dirent.d_type),
             dev_major: dirent.dev_major,
             dev_minor: dirent.dev_minor,
-            name: dirent.name.into_bytes(),
+            name: dirent.name.to_vec(),
         }
     }
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 
 use common::*;
 use lisafs_gofer::host::{FileKind, HostOpen};
-use lisafs_gofer::wire::{Dirent64, Errno};
+use lisafs_gofer::wire::{Dirent64, DirentList, Errno};
 use lisafs_server::Backend;
 
 /// Linux's `dirent64` record length for a name of `len` bytes.
@@ -18,8 +18,8 @@ fn reclen(len: usize) -> usize {
 }
 
 /// Reads the whole directory with `budget`-byte calls (the first one rewinding).
-fn read_all(fx: &Fixture, dir: &HostOpen, budget: usize) -> Vec<Dirent64> {
-    let mut all = Vec::new();
+fn read_all(fx: &Fixture, dir: &HostOpen, budget: usize) -> DirentList {
+    let mut all = DirentList::new();
     let mut rewind = true;
     for _ in 0..10_000 {
         let batch = fx.backend.getdents(dir, rewind, budget).unwrap();
@@ -32,15 +32,15 @@ fn read_all(fx: &Fixture, dir: &HostOpen, budget: usize) -> Vec<Dirent64> {
             used <= budget,
             "a batch of {used} bytes exceeds the budget of {budget}"
         );
-        all.extend(batch);
+        all.extend(&batch);
     }
     panic!("the listing never ended");
 }
 
-fn names(entries: &[Dirent64]) -> Vec<String> {
+fn names(entries: &DirentList) -> Vec<String> {
     let mut names: Vec<String> = entries
         .iter()
-        .map(|e| String::from_utf8(e.name.as_bytes().to_vec()).unwrap())
+        .map(|e| String::from_utf8(e.name.to_vec()).unwrap())
         .collect();
     names.sort();
     names
@@ -98,7 +98,7 @@ fn a_40_byte_budget_returns_one_short_entry_per_call() {
     assert_eq!(first.len(), 1);
     let second = fx.backend.getdents(&dir, false, 40).unwrap();
     assert_eq!(second.len(), 1);
-    assert_ne!(first[0].name, second[0].name);
+    assert_ne!(first.iter().next(), second.iter().next());
 }
 
 #[test]
@@ -131,14 +131,14 @@ fn a_budget_too_small_for_the_next_entry_returns_nothing_and_loses_nothing() {
     assert_eq!(names(&rest), expected);
 }
 
-fn read_all_without_rewind(fx: &Fixture, dir: &HostOpen) -> Vec<Dirent64> {
-    let mut all = Vec::new();
+fn read_all_without_rewind(fx: &Fixture, dir: &HostOpen) -> DirentList {
+    let mut all = DirentList::new();
     loop {
         let batch = fx.backend.getdents(dir, false, 64).unwrap();
         if batch.is_empty() {
             return all;
         }
-        all.extend(batch);
+        all.extend(&batch);
     }
 }
 
@@ -149,10 +149,8 @@ fn entries_carry_inode_type_and_the_directorys_device() {
     let dir = fx.backend.open(&fx.root, RDONLY).unwrap().open;
     let root = fx.stat(&fx.root);
     let all = read_all(&fx, &dir, 65_536);
-    let by_name: BTreeMap<Vec<u8>, &Dirent64> = all
-        .iter()
-        .map(|e| (e.name.as_bytes().to_vec(), e))
-        .collect();
+    let by_name: BTreeMap<Vec<u8>, Dirent64<'_>> =
+        all.iter().map(|e| (e.name.to_vec(), e)).collect();
     for (name, entry) in &by_name {
         let path = fx.dir.path().join(std::str::from_utf8(name).unwrap());
         let meta = lstat(&path);

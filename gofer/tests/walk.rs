@@ -230,18 +230,12 @@ fn submounts_are_refused_unless_allowed() {
     );
     let listing = open.open(&root.file, RDONLY).unwrap().open;
     let entries = open.getdents(&listing, true, 65536).unwrap();
-    let entry = entries
-        .iter()
-        .find(|e| e.name.as_bytes() == b"sub")
-        .unwrap();
+    let entry = entries.iter().find(|e| e.name == b"sub").unwrap();
     assert_eq!(
         (entry.dev_major, entry.dev_minor),
         (sub_node.stat.dev_major, sub_node.stat.dev_minor)
     );
-    let hosts = entries
-        .iter()
-        .find(|e| e.name.as_bytes() == b"hosts")
-        .unwrap();
+    let hosts = entries.iter().find(|e| e.name == b"hosts").unwrap();
     assert_eq!(
         (hosts.dev_major, hosts.dev_minor),
         (sub_node.stat.dev_major, sub_node.stat.dev_minor),

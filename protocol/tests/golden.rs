@@ -419,14 +419,14 @@ fn dir(g: &mut Goldens) {
     );
     g.resp(
         Getdents64Resp {
-            dirents: vec![
+            dirents: [
                 Dirent64 {
                     ino: 44,
                     dev_minor: 1,
                     dev_major: 8,
                     off: 1,
                     d_type: 8,
-                    name: s("f"),
+                    name: b"f",
                 },
                 Dirent64 {
                     ino: 45,
@@ -434,9 +434,11 @@ fn dir(g: &mut Goldens) {
                     dev_major: 8,
                     off: 2,
                     d_type: 4,
-                    name: s("dd"),
+                    name: b"dd",
                 },
-            ],
+            ]
+            .into_iter()
+            .collect(),
         },
         "0200
          2c00000000000000 01000000 08000000 0100000000000000 08 0100 66

@@ -270,7 +270,7 @@ fn check_fields(name: &str, kind: &str, f: &Value, decoded: &AnyMessage) {
                 assert_eq!(u64::from(d.dev_major), num(w, "dev_major"));
                 assert_eq!(d.off, num(w, "off"));
                 assert_eq!(u64::from(d.d_type), num(w, "type"));
-                assert_eq!(d.name.as_bytes(), text(w, "name"));
+                assert_eq!(d.name, text(w, "name"));
             }
         }
         ("FGetXattr", "request", Req(AnyRequest::FGetXattr(m))) => {

@@ -11,7 +11,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use lisafs_protocol::wire::{Dirent64, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
+use lisafs_protocol::wire::{DirentList, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
 
 use crate::name::Name;
 
@@ -338,8 +338,9 @@ pub trait Backend: Send + Sync + 'static {
     /// `rewind`, at most `budget` bytes counted as Linux `dirent64` record lengths, and
     /// never "." or "..". An empty result means the end of the directory. The server caps
     /// `budget` so that any result fits one response; the backend must still stop before
-    /// 65,535 entries and resume where it stopped on the next call.
-    fn getdents(&self, open: &Self::Open, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
+    /// 65,535 entries and resume where it stopped on the next call. The entries are appended
+    /// to the list in their wire encoding, so a listing costs no allocation per name.
+    fn getdents(&self, open: &Self::Open, rewind: bool, budget: usize) -> BResult<DirentList> {
         Err(Errno::ENOSYS)
     }
 }

@@ -11,6 +11,7 @@ mod backend;
 mod channels;
 mod connection;
 pub mod context;
+mod dirent_batch;
 mod fd_table;
 mod handlers;
 pub mod hooks;
@@ -24,6 +25,7 @@ mod walk_cache;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened, SharedFd};
 pub use context::RequestContext;
+pub use dirent_batch::{linux_reclen, DirentBatch};
 pub use hooks::{Hook, Hooked, Op, OpClass};
 pub use idmap::{IdMap, IdRange};
 pub use metrics::Metrics;

@@ -29,7 +29,8 @@ use std::time::Duration;
 use lisafs_client::{Client, ControlFd, Opened, Owner, SetStat};
 use lisafs_protocol::transport::socket::FramedSocket;
 use lisafs_protocol::wire::{
-    Dirent64, Errno, Statx, Timespec, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK,
+    DirentList, Errno, Statx, Timespec, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG,
+    S_IFSOCK,
 };
 use lisafs_server::{Server, ServerOptions};
 use lisafs_tests::errno;
@@ -76,22 +77,22 @@ fn exists(dir: &ControlFd, name: &str) -> bool {
 }
 
 /// Every entry of the open directory, read `chunk` bytes at a time from the start.
-fn list(dir: &ControlFd, chunk: i32) -> Vec<Dirent64> {
+fn list(dir: &ControlFd, chunk: i32) -> DirentList {
     let opened = dir.open_at(O_RDONLY).expect("OpenAt dir");
-    let mut all = Vec::new();
+    let mut all = DirentList::new();
     loop {
         let batch = opened.fd.getdents64(chunk).expect("Getdents64");
         if batch.is_empty() {
             return all;
         }
-        all.extend(batch);
+        all.extend(&batch);
     }
 }
 
-fn names(dirents: &[Dirent64]) -> BTreeSet<String> {
+fn names(dirents: &DirentList) -> BTreeSet<String> {
     dirents
         .iter()
-        .map(|d| String::from_utf8_lossy(d.name.as_bytes()).into_owned())
+        .map(|d| String::from_utf8_lossy(d.name).into_owned())
         .collect()
 }
 
@@ -328,7 +329,7 @@ fn getdents_offsets_are_stable_while_the_directory_changes() {
         for dirent in &batch {
             assert!(dirent.off > last_off, "offsets only grow");
             last_off = dirent.off;
-            let name = String::from_utf8_lossy(dirent.name.as_bytes()).into_owned();
+            let name = String::from_utf8_lossy(dirent.name).into_owned();
             assert!(!removed.contains(&name), "{name} came after its removal");
             seen.push(name);
         }
@@ -695,7 +696,7 @@ fn check_tree(root: &ControlFd) -> usize {
         let entries = list(dir_fd, 4096);
         let mut subdirs = 0;
         for entry in &entries {
-            let name = String::from_utf8_lossy(entry.name.as_bytes()).into_owned();
+            let name = String::from_utf8_lossy(entry.name).into_owned();
             let stat = stat_of(dir_fd, &name);
             assert_eq!(
                 stat.ino, entry.ino,

@@ -36,8 +36,8 @@ fn names_in(dir: &ControlFd) -> BTreeSet<String> {
         if batch.is_empty() {
             break;
         }
-        for d in batch {
-            let name = String::from_utf8_lossy(d.name.as_bytes()).into_owned();
+        for d in &batch {
+            let name = String::from_utf8_lossy(d.name).into_owned();
             if name != "." && name != ".." {
                 names.insert(name);
             }

@@ -224,13 +224,8 @@ fn fsync_many_fallocate_modes_and_getdents_rewind() {
 
     let dir = root.open_at(O_RDONLY).unwrap();
     let names = |count: i32| -> Vec<Vec<u8>> {
-        let mut names: Vec<_> = dir
-            .fd
-            .getdents64(count)
-            .unwrap()
-            .into_iter()
-            .map(|d| d.name.into_bytes())
-            .collect();
+        let batch = dir.fd.getdents64(count).unwrap();
+        let mut names: Vec<_> = batch.iter().map(|d| d.name.to_vec()).collect();
         names.sort();
         names
     };

@@ -305,7 +305,7 @@ impl Tree {
                     .map(|(name, ino, d_type)| Dirent64 {
                         ino: *ino,
                         d_type: *d_type,
-                        name: name.clone().into(),
+                        name,
                         ..Dirent64::default()
                     })
                     .collect();

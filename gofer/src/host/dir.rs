@@ -3,25 +3,17 @@
 
 use std::os::fd::AsFd;
 
-use lisafs_protocol::wire::{Dirent64, Errno, MAX_MESSAGE_SIZE};
-use lisafs_server::BResult;
+use lisafs_protocol::wire::{Dirent64, DirentList, Errno};
+use lisafs_server::{BResult, DirentBatch};
 use rustix::fs::{AtFlags, FileType, RawDir, SeekFrom, StatxFlags};
 
 use super::file::{FileKind, HostOpen};
 use super::HostBackend;
 
-/// Bytes the wire encoding of one entry takes besides its name (`Dirent64`).
-const DIRENT_WIRE_FIXED: usize = 27;
 /// The largest `getdents64` buffer one call uses; bigger budgets take several reads.
 const MAX_READ_BUFFER: usize = 64 * 1024;
 /// The smallest buffer that holds any entry (a 255-byte name needs 280 bytes).
 const MIN_READ_BUFFER: usize = 512;
-
-/// What Linux charges for an entry in a `getdents64` buffer: `struct linux_dirent64` is 19
-/// bytes plus the name and its NUL, rounded up to 8.
-fn reclen(name_len: usize) -> usize {
-    (19 + name_len + 1).next_multiple_of(8)
-}
 
 /// The `DT_*` value of a file type.
 fn d_type(file_type: FileType) -> u8 {
@@ -47,7 +39,7 @@ pub(super) fn getdents(
     open: &HostOpen,
     rewind: bool,
     budget: usize,
-) -> BResult<Vec<Dirent64>> {
+) -> BResult<DirentList> {
     if open.kind() != FileKind::Directory {
         return Err(Errno::ENOTDIR);
     }
@@ -57,7 +49,7 @@ pub(super) fn getdents(
         rustix::fs::seek(fd, SeekFrom::Start(0))?;
     }
     if budget == 0 {
-        return Ok(Vec::new());
+        return Ok(DirentList::new());
     }
     // One stat per call: entries live on the directory's device unless they are mount
     // points, which are only reachable when submounts are allowed; then every entry is
@@ -68,9 +60,7 @@ pub(super) fn getdents(
 
     let mut buf: Vec<u8> = Vec::with_capacity(budget.clamp(MIN_READ_BUFFER, MAX_READ_BUFFER));
     let mut dir = RawDir::new(fd, buf.spare_capacity_mut());
-    let mut entries = Vec::new();
-    let mut used = 0usize;
-    let mut wire = 2usize;
+    let mut batch = DirentBatch::new(budget);
     let mut resume: Option<u64> = None;
     let mut stopped_early = false;
     while let Some(entry) = dir.next() {
@@ -79,15 +69,6 @@ pub(super) fn getdents(
         if name == b"." || name == b".." {
             resume = Some(entry.next_entry_cookie());
             continue;
-        }
-        let cost = reclen(name.len());
-        let wire_cost = DIRENT_WIRE_FIXED + name.len();
-        let full = used + cost > budget
-            || wire + wire_cost > MAX_MESSAGE_SIZE as usize
-            || entries.len() == usize::from(u16::MAX);
-        if full {
-            stopped_early = true;
-            break;
         }
         let file_type = entry.file_type();
         let dev = match file_type {
@@ -105,35 +86,23 @@ pub(super) fn getdents(
             }
             _ => dir_dev,
         };
-        used += cost;
-        wire += wire_cost;
-        resume = Some(entry.next_entry_cookie());
-        entries.push(Dirent64 {
+        let taken = batch.push(&Dirent64 {
             ino: entry.ino(),
             dev_minor: dev.1,
             dev_major: dev.0,
             off: entry.next_entry_cookie(),
             d_type: d_type(file_type),
-            name: name.into(),
+            name,
         });
+        if !taken {
+            stopped_early = true;
+            break;
+        }
+        resume = Some(entry.next_entry_cookie());
     }
     if stopped_early {
         let position = resume.unwrap_or(start);
         rustix::fs::seek(fd, SeekFrom::Start(position))?;
     }
-    Ok(entries)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reclen_matches_linux_dirent64() {
-        // 19 bytes of header, the name, its NUL, rounded up to 8.
-        assert_eq!(reclen(1), 24);
-        assert_eq!(reclen(4), 24);
-        assert_eq!(reclen(5), 32);
-        assert_eq!(reclen(255), 280);
-    }
+    Ok(batch.into_list())
 }

@@ -24,7 +24,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
-use lisafs_protocol::wire::{Dirent64, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
+use lisafs_protocol::wire::{DirentList, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid};
 use lisafs_server::{BResult, Backend, Create, Mounted, Name, Node, OpenFlags, Opened};
 use rustix::fs::{Mode, OFlags};
 
@@ -394,7 +394,7 @@ impl Backend for HostBackend {
         io::sync(open)
     }
 
-    fn getdents(&self, open: &HostOpen, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
+    fn getdents(&self, open: &HostOpen, rewind: bool, budget: usize) -> BResult<DirentList> {
         dir::getdents(self, open, rewind, budget)
     }
 }

@@ -3,22 +3,14 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
 
-use lisafs_protocol::wire::{Dirent64, Errno, MAX_MESSAGE_SIZE, S_IFSOCK};
-use lisafs_server::{BResult, OpenFlags, Opened};
+use lisafs_protocol::wire::{Dirent64, DirentList, Errno, S_IFSOCK};
+use lisafs_server::{BResult, DirentBatch, OpenFlags, Opened};
 use parking_lot::Mutex;
 use rustix::fs::{FallocateFlags, Mode, OFlags};
 use rustix::path::DecInt;
 
 use super::inode::{reserve, settle, Inode, Kind, Regular, DEV_MAJOR, DEV_MINOR};
 use super::{MemoryBackend, MemoryOpen, OpenState};
-
-/// Bytes the wire encoding of one entry takes besides its name (`Dirent64`).
-const DIRENT_WIRE_FIXED: usize = 27;
-
-/// What Linux charges for an entry in a `getdents64` buffer (as the host backend counts).
-fn reclen(name_len: usize) -> usize {
-    (19 + name_len + 1).next_multiple_of(8)
-}
 
 /// OpenAt: a directory opens for listing, a regular file as a fresh open of its memfd
 /// with the access asked for (truncated first if asked, charged as any size change), and
@@ -180,7 +172,7 @@ pub(super) fn allocate(open: &MemoryOpen, mode: u64, offset: u64, length: u64) -
 /// Getdents64: entries after the open's cursor, in cookie order, while their Linux
 /// record lengths fit `budget`, the response fits a message and there are fewer than
 /// 65,535; the cursor moves past the last one returned. Each entry's offset is its cookie.
-pub(super) fn getdents(open: &MemoryOpen, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
+pub(super) fn getdents(open: &MemoryOpen, rewind: bool, budget: usize) -> BResult<DirentList> {
     let OpenState::Directory { cursor } = &open.state else {
         return Err(Errno::ENOTDIR);
     };
@@ -190,46 +182,26 @@ pub(super) fn getdents(open: &MemoryOpen, rewind: bool, budget: usize) -> BResul
         *cursor = 0;
     }
     if budget == 0 {
-        return Ok(Vec::new());
+        return Ok(DirentList::new());
     }
-    let mut dirents = Vec::new();
+    let mut batch = DirentBatch::new(budget);
     {
         let entries = dir.entries.read();
-        let (mut used, mut wire) = (0usize, 2usize);
         for (cookie, entry) in entries.after(*cursor) {
-            let cost = reclen(entry.name.len());
-            let wire_cost = DIRENT_WIRE_FIXED + entry.name.len();
-            if used + cost > budget
-                || wire + wire_cost > MAX_MESSAGE_SIZE as usize
-                || dirents.len() == usize::from(u16::MAX)
-            {
-                break;
-            }
-            used += cost;
-            wire += wire_cost;
-            *cursor = cookie;
-            dirents.push(Dirent64 {
+            let taken = batch.push(&Dirent64 {
                 ino: entry.inode.ino,
                 dev_minor: DEV_MINOR,
                 dev_major: DEV_MAJOR,
                 off: cookie,
                 d_type: entry.inode.d_type(),
-                name: entry.name.to_vec().into(),
+                name: &entry.name,
             });
+            if !taken {
+                break;
+            }
+            *cursor = cookie;
         }
     }
     open.inode.meta.lock().touch_accessed();
-    Ok(dirents)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reclen_matches_linux_dirent64() {
-        assert_eq!(reclen(1), 24);
-        assert_eq!(reclen(5), 32);
-        assert_eq!(reclen(255), 280);
-    }
+    Ok(batch.into_list())
 }

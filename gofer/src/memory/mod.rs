@@ -44,7 +44,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
 use lisafs_protocol::wire::Errno;
-use lisafs_protocol::wire::{Dirent64, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid, S_IFDIR};
+use lisafs_protocol::wire::{
+    DirentList, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid, S_IFDIR,
+};
 use lisafs_server::{BResult, Backend, Create, Mounted, Name, Node, OpenFlags, Opened, SharedFd};
 use parking_lot::Mutex;
 
@@ -394,7 +396,7 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 
-    fn getdents(&self, open: &MemoryOpen, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
+    fn getdents(&self, open: &MemoryOpen, rewind: bool, budget: usize) -> BResult<DirentList> {
         io::getdents(open, rewind, budget)
     }
 }

@@ -120,7 +120,7 @@ pub fn decode<T: Wire>(payload: &[u8]) -> Result<T, DecodeError> {
 }
 
 /// A cursor over untrusted input. Every read is bounds-checked.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Decoder<'a> {
     rest: &'a [u8],
 }
@@ -134,6 +134,11 @@ impl<'a> Decoder<'a> {
     /// Bytes not yet consumed.
     pub fn remaining(&self) -> usize {
         self.rest.len()
+    }
+
+    /// The bytes not yet consumed, left in place.
+    pub fn rest(&self) -> &'a [u8] {
+        self.rest
     }
 
     /// Consumes exactly `n` bytes.

@@ -11,6 +11,7 @@
 compile_error!("lisafs is little-endian on the wire and zerocopy structs use native order");
 
 mod codec;
+mod dirent;
 mod errno;
 mod header;
 mod mid;
@@ -18,12 +19,13 @@ mod msg;
 mod types;
 
 pub use codec::{decode, encode, encode_into, DecodeError, Decoder, EncodeError, Encoder, Wire};
+pub use dirent::{Dirent64, DirentIter, DirentList, DIRENT64_FIXED_SIZE};
 pub use errno::Errno;
 pub use header::{ChannelHeader, SocketHeader, DEFAULT_CLIENT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE};
 pub use mid::{Mid, UnknownMid};
 pub use msg::*;
 pub use types::{
-    CreateCommon, Dirent64, FdArray, FdId, Gid, Inode, SizedString, StatFS, Statx, StatxTimestamp,
+    CreateCommon, FdArray, FdId, Gid, Inode, SizedString, StatFS, Statx, StatxTimestamp,
     StringArray, Timespec, Uid, WalkStatus, S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT,
     S_IFREG, S_IFSOCK,
 };

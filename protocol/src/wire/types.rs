@@ -5,7 +5,7 @@ use std::fmt;
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use super::codec::{fixed_wire, wire_struct, DecodeError, Decoder, Encoder, Wire};
+use super::codec::{fixed_wire, DecodeError, Decoder, Encoder, Wire};
 
 /// Derives shared by every fixed-size wire struct.
 macro_rules! fixed_struct {
@@ -332,24 +332,6 @@ impl Wire for WalkStatus {
 
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, DecodeError> {
         u8::decode(dec)?.try_into()
-    }
-}
-
-wire_struct! {
-    /// One directory entry of a Getdents64 response (27 bytes + name).
-    pub struct Dirent64 {
-        /// Inode number.
-        pub ino: u64,
-        /// Minor number of the device holding the entry.
-        pub dev_minor: u32,
-        /// Major number of the device holding the entry.
-        pub dev_major: u32,
-        /// Opaque offset of the next entry (the host's `d_off`).
-        pub off: u64,
-        /// `DT_*` file type.
-        pub d_type: u8,
-        /// Entry name.
-        pub name: SizedString,
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lisafs_protocol::wire::{
-    Dirent64, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid, S_IFMT, S_IFREG,
+    DirentList, Errno, Gid, SetStatReq, SetStatResp, StatFS, Statx, Uid, S_IFMT, S_IFREG,
 };
 
 use super::{Hook, Op, OpClass};
@@ -463,7 +463,7 @@ impl<B: Backend, H: Hook> Backend for Hooked<B, H> {
         self.run(&op, || self.inner.sync(&open.open))
     }
 
-    fn getdents(&self, open: &HOpen<B>, rewind: bool, budget: usize) -> BResult<Vec<Dirent64>> {
+    fn getdents(&self, open: &HOpen<B>, rewind: bool, budget: usize) -> BResult<DirentList> {
         let path = self.path_of(&open.file);
         let op = Op::lazy("Getdents64", OpClass::Read, &path);
         self.run(&op, || {
@@ -473,7 +473,7 @@ impl<B: Backend, H: Hook> Backend for Hooked<B, H> {
                 if dirents.is_empty() {
                     return Ok(dirents);
                 }
-                dirents.retain(|dirent| !self.hook.hides(&op, dirent.name.as_bytes()));
+                dirents.retain(|dirent| !self.hook.hides(&op, dirent.name));
                 // An empty batch means the end to the client: a batch of hidden entries
                 // only is skipped, not returned.
                 if !dirents.is_empty() {

@@ -16,7 +16,6 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use lisafs_client::wire::Dirent64;
 use lisafs_client::{OpenFd, Result};
 use parking_lot::Mutex;
 
@@ -34,10 +33,10 @@ pub(crate) struct FileHandle {
 }
 
 /// One directory entry, as FUSE readdir sends it.
-pub(crate) struct Entry {
+pub(crate) struct Entry<'a> {
     pub(crate) ino: u64,
     pub(crate) d_type: u8,
-    pub(crate) name: Vec<u8>,
+    pub(crate) name: &'a [u8],
 }
 
 /// An open directory and the part of its listing read so far.
@@ -48,7 +47,9 @@ pub(crate) struct DirHandle {
 
 struct Listing {
     /// Entries in listing order; entry `i` has FUSE offset `i + 1`.
-    entries: Vec<Entry>,
+    entries: Vec<Slot>,
+    /// The entries' names back to back: one buffer for a listing, not one per name.
+    names: Vec<u8>,
     /// Getdents64 returned nothing more.
     eof: bool,
     /// Whether the server's position is at the start (nothing read since open or rewind).
@@ -60,36 +61,40 @@ impl DirHandle {
     pub(crate) fn new(fd: OpenFd, self_ino: u64) -> Self {
         // lisafs never lists "." and ".."; local filesystems do, and some programs count on
         // it. ".." gets the directory's own number: the bridge does not track parents.
-        let dots = [b".".to_vec(), b"..".to_vec()].map(|name| Entry {
-            ino: self_ino,
-            d_type: 4,
-            name,
-        });
+        let mut listing = Listing {
+            entries: Vec::new(),
+            names: Vec::new(),
+            eof: false,
+            fresh: true,
+        };
+        for name in [&b"."[..], b".."] {
+            listing.push(self_ino, DT_DIR, name);
+        }
         Self {
             fd,
-            state: Mutex::new(Listing {
-                entries: dots.into(),
-                eof: false,
-                fresh: true,
-            }),
+            state: Mutex::new(listing),
         }
     }
 
     /// Calls `add(offset_of_next, entry)` for the entries from FUSE offset `offset` on,
     /// until it returns `true` (the reply buffer is full) or the listing ends.
-    pub(crate) fn read(&self, offset: u64, mut add: impl FnMut(u64, &Entry) -> bool) -> Result<()> {
+    pub(crate) fn read(
+        &self,
+        offset: u64,
+        mut add: impl FnMut(u64, &Entry<'_>) -> bool,
+    ) -> Result<()> {
         let mut listing = self.state.lock();
         if offset == 0 && !listing.fresh {
-            listing.entries.truncate(2);
+            listing.truncate(2);
             listing.eof = false;
             listing.fresh = true;
             // The rewind rides on the next Getdents64 (negative count).
         }
         let mut index = usize::try_from(offset).unwrap_or(usize::MAX);
         loop {
-            while let Some(entry) = listing.entries.get(index) {
+            while let Some(entry) = listing.get(index) {
                 index += 1;
-                if add(u64::try_from(index).unwrap_or(u64::MAX), entry) {
+                if add(u64::try_from(index).unwrap_or(u64::MAX), &entry) {
                     return Ok(());
                 }
             }
@@ -106,7 +111,9 @@ impl DirHandle {
             if dirents.is_empty() {
                 listing.eof = true;
             }
-            listing.entries.extend(dirents.into_iter().map(entry));
+            for dirent in &dirents {
+                listing.push(dirent.ino, dirent.d_type, dirent.name);
+            }
         }
     }
 
@@ -116,11 +123,43 @@ impl DirHandle {
     }
 }
 
-fn entry(dirent: Dirent64) -> Entry {
-    Entry {
-        ino: dirent.ino,
-        d_type: dirent.d_type,
-        name: dirent.name.into_bytes(),
+/// `DT_DIR`.
+const DT_DIR: u8 = 4;
+
+/// An entry of a [`Listing`]: its name is `names[name_start..name_end]`.
+struct Slot {
+    ino: u64,
+    d_type: u8,
+    name_start: usize,
+    name_end: usize,
+}
+
+impl Listing {
+    fn push(&mut self, ino: u64, d_type: u8, name: &[u8]) {
+        let name_start = self.names.len();
+        self.names.extend_from_slice(name);
+        self.entries.push(Slot {
+            ino,
+            d_type,
+            name_start,
+            name_end: self.names.len(),
+        });
+    }
+
+    fn get(&self, index: usize) -> Option<Entry<'_>> {
+        let slot = self.entries.get(index)?;
+        Some(Entry {
+            ino: slot.ino,
+            d_type: slot.d_type,
+            name: self.names.get(slot.name_start..slot.name_end)?,
+        })
+    }
+
+    /// Keeps the first `len` entries.
+    fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+        let names_end = self.entries.last().map_or(0, |slot| slot.name_end);
+        self.names.truncate(names_end);
     }
 }
 

@@ -186,7 +186,7 @@ impl LisaFs {
         &self,
         fh: u64,
         offset: u64,
-        add: impl FnMut(u64, &Entry) -> bool,
+        add: impl FnMut(u64, &Entry<'_>) -> bool,
     ) -> Res<()> {
         let handle = self.handles.get(fh).ok_or(fuser::Errno::EBADF)?;
         let Handle::Dir(dir) = &*handle else {

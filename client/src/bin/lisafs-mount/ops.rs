@@ -302,7 +302,7 @@ impl Filesystem for LisaFs {
     ) {
         let result = self.readdir(fh.0, offset, |next, entry| {
             let file_type = kind(FileType::from_dirent_type(entry.d_type));
-            let name = OsStr::from_bytes(&entry.name);
+            let name = OsStr::from_bytes(entry.name);
             reply.add(INodeNo(entry.ino), next, file_type, name)
         });
         reply!(reply, result, |()| reply.ok());

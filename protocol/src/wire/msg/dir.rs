@@ -4,7 +4,8 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use crate::wire::codec::{fixed_wire, wire_struct};
-use crate::wire::types::{fixed_struct, Dirent64, FdId, SizedString};
+use crate::wire::dirent::DirentList;
+use crate::wire::types::{fixed_struct, FdId, SizedString};
 
 fixed_struct! {
     /// ReadLinkAt request.
@@ -85,6 +86,6 @@ wire_struct! {
     /// Getdents64 response. An empty list means the end of the directory.
     pub struct Getdents64Resp {
         /// Entries, in directory order.
-        pub dirents: Vec<Dirent64>,
+        pub dirents: DirentList,
     }
 }
