@@ -60,7 +60,7 @@ if ((${#pkgs[@]})); then apt_install "${pkgs[@]}"; fi
 if want fsx && ! fsx --version 2>/dev/null | grep -q " $FSX_VERSION$"; then
   cargo install --locked --quiet fsx --version "$FSX_VERSION"
 fi
-cargo build --release --locked --quiet -p lisafs-gofer -p lisafs-client --bin lisafs-mount
+cargo build --release --locked --quiet -p lisafs-gofer -p lisafs-client --bin gofer --bin lisafs-mount
 
 base="$(mktemp -d /tmp/lfb.XXXX)"
 mkdir "$base"/{b,m,h,log}
