@@ -236,6 +236,37 @@ fn fsync_many_fallocate_modes_and_getdents_rewind() {
 }
 
 #[test]
+fn the_largest_listing_replies_fit_the_client_and_cover_every_name_once() {
+    // 6,000 names of 255 bytes: the largest count asks for 2 GiB of records, so each reply
+    // is cut by the server's message cap (about 1.5 MB of entries), not by the budget.
+    let gofer = Gofer::start(GOFER, &[]);
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..6_000 {
+        let name = format!("{i:05}{}", "n".repeat(250));
+        fs::write(gofer.root().join(&name), b"").unwrap();
+        want.insert(name.into_bytes());
+    }
+    for client in [gofer.client(), gofer.socket_client()] {
+        let dir = client.root().open_at(O_RDONLY).unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        let (mut count, mut replies) = (-i32::MAX, 0);
+        loop {
+            let batch = dir.fd.getdents64(count).unwrap();
+            if batch.is_empty() {
+                break;
+            }
+            replies += 1;
+            for entry in &batch {
+                assert!(seen.insert(entry.name.to_vec()), "an entry came twice");
+            }
+            count = i32::MAX;
+        }
+        assert_eq!(seen, want);
+        assert!(replies > 1, "6,000 long names fit one reply");
+    }
+}
+
+#[test]
 fn xattrs_round_trip_with_their_errors() {
     let gofer = Gofer::start(GOFER, &[]);
     fs::write(gofer.root().join("f"), b"").unwrap();
