@@ -136,11 +136,6 @@ impl<'a> Decoder<'a> {
         self.rest.len()
     }
 
-    /// The bytes not yet consumed, left in place.
-    pub fn rest(&self) -> &'a [u8] {
-        self.rest
-    }
-
     /// Consumes exactly `n` bytes.
     pub fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
         if n > self.rest.len() {

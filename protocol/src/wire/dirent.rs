@@ -209,7 +209,7 @@ impl Wire for DirentList {
         dec.check_count(usize::from(count), DIRENT64_FIXED_SIZE)?;
         // Walk the records once to check them and find where they end, then copy them
         // whole: one allocation for the list, not one per name.
-        let mut walk = Decoder::new(dec.rest());
+        let mut walk = dec.clone();
         for _ in 0..count {
             read_entry(&mut walk)?;
         }
