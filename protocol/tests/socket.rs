@@ -13,7 +13,7 @@ use rustix::io::{fcntl_getfd, Errno, FdFlags};
 use rustix::net::{send, SendFlags};
 use rustix::pipe::{pipe_with, PipeFlags};
 
-use lisafs_protocol::transport::socket::{FramedSocket, SocketError, MAX_FDS};
+use lisafs_protocol::transport::socket::{FramedSocket, SocketError, MAX_FDS, SEND_BUFFER};
 use lisafs_protocol::wire::{Mid, MAX_MESSAGE_SIZE};
 
 const LIMIT: u32 = MAX_MESSAGE_SIZE;
@@ -80,6 +80,34 @@ fn a_maximum_size_payload_crosses_in_many_partial_writes() {
     assert_eq!(frame.mid, Mid::PWrite.as_u16());
     assert!(frame.payload == expected.as_slice());
     sender.join().unwrap().unwrap();
+}
+
+#[test]
+fn a_largest_frame_is_queued_whole_before_the_peer_reads_where_the_system_allows() {
+    // The kernel grants twice what is asked, at most twice `net.core.wmem_max`.
+    let wmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/wmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let (a, mut b) = pair();
+    let granted = rustix::net::sockopt::socket_send_buffer_size(&a).unwrap();
+    assert!(granted >= 2 * SEND_BUFFER.min(wmem_max), "{granted} bytes");
+    if wmem_max < SEND_BUFFER {
+        return; // A frame this large then waits for the reader, as it always did.
+    }
+    let (sent, done) = std::sync::mpsc::channel();
+    let sender = thread::spawn(move || {
+        a.send(7, &vec![0x5a; LIMIT as usize], &[]).unwrap();
+        sent.send(()).unwrap();
+        a
+    });
+    done.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the send waited for the reader");
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!((frame.mid, frame.payload.len()), (7, LIMIT as usize));
+    assert!(frame.payload.iter().all(|&byte| byte == 0x5a));
+    drop(sender.join().unwrap());
 }
 
 #[test]

@@ -369,9 +369,11 @@ mod check {
     /// `setsockopt`: the option (argument 2) is a receive or send timeout, in the old or
     /// the new layout (`SO_RCVTIMEO_OLD` 20, `SO_SNDTIMEO_OLD` 21, `SO_RCVTIMEO_NEW` 66,
     /// `SO_SNDTIMEO_NEW` 67 on every architecture the filter is built for; rustix sets the
-    /// new one, the old one on kernels before 5.1). The level is not checked: the sockets
-    /// the gofer creates are all `AF_UNIX`, whose only option level is `SOL_SOCKET`.
-    pub(super) const TIMEOUTS: Args = Args::OneOf(2, &[20, 21, 66, 67]);
+    /// new one, the old one on kernels before 5.1), or the send buffer's size
+    /// (`SO_SNDBUF`, which the kernel caps at `net.core.wmem_max`; not `SO_SNDBUFFORCE`).
+    /// The level is not checked: the sockets the gofer creates are all `AF_UNIX`, whose
+    /// only option level is `SOL_SOCKET`.
+    pub(super) const SOCKET_OPTIONS: Args = Args::OneOf(2, &[20, 21, 66, 67, c(libc::SO_SNDBUF)]);
     /// `getsockopt`: only `SO_PEERCRED` (the option, argument 2).
     pub(super) const PEERCRED: Args = Args::OneOf(2, &[c(libc::SO_PEERCRED)]);
 }
@@ -438,10 +440,12 @@ const BASE: &[Call] = &[
     call!(SYS_recvfrom),
     call!(SYS_shutdown),
     call!(SYS_socketpair, check::UNIX),
-    // The metrics endpoint (`--metrics-socket`, `metrics_endpoint`) bounds each read and
-    // write of its connection by the time left, so a slow client cannot pin it; its other
-    // calls (`accept4`, `read`, `sendmsg`, `close`, the back-off sleep) are listed here.
-    call!(SYS_setsockopt, check::TIMEOUTS),
+    // A client's connection gets a send buffer that holds a whole largest frame
+    // (`transport::socket`). The metrics endpoint (`--metrics-socket`, `metrics_endpoint`)
+    // bounds each read and write of its connection by the time left, so a slow client
+    // cannot pin it; its other calls (`accept4`, `read`, `sendmsg`, `close`, the back-off
+    // sleep) are listed here.
+    call!(SYS_setsockopt, check::SOCKET_OPTIONS),
     call!(SYS_memfd_create),
     call!(SYS_futex),
     // A channel waiter says which CPU it runs on (SPEC.md §9.2); the vDSO answers without
