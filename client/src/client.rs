@@ -268,7 +268,8 @@ impl Inner {
     }
 
     /// PRead into `dest`: over a channel the data goes from the window straight into
-    /// `dest`; over the socket, from the receive buffer. The outer result is the call's
+    /// `dest`; over the socket, from the kernel's socket buffer (`recv_split`). The outer
+    /// result is the call's
     /// (as [`Inner::call_with`]'s), the inner one the bytes read or a bad response.
     pub(crate) fn pread_into(&self, req: &PReadReq, dest: &mut [u8]) -> Result<Result<usize>> {
         if !self.supports(Mid::PRead) {
@@ -280,11 +281,7 @@ impl Inner {
             self.channels.put_back(pooled, alive);
             return result;
         }
-        let mut conn = self.conn.lock();
-        exchange(&mut conn, self.max_message_size, req, |payload| {
-            Ok(read_into(dest, payload))
-        })
-        .map(|(read, _)| read)
+        pread_on_socket(&mut self.conn.lock(), self.max_message_size, req, dest)
     }
 
     /// PRead of `dest.len()` bytes of `fd` from `offset` in pieces of at most `chunk`
@@ -510,6 +507,20 @@ fn exchange<R: Request, T>(
     req: &R,
     decode: impl FnOnce(&[u8]) -> Result<T>,
 ) -> Result<(T, Vec<OwnedFd>)> {
+    send_request(conn, max, req)?;
+    match conn.sock.recv(max, R::MID.response_fds()) {
+        Ok(frame) => decode_response::<R, T>(frame, decode),
+        Err(err) => {
+            // Includes an oversized response: its payload is still in the stream. After a
+            // timeout the late response may still arrive, so the stream is out of sync too.
+            conn.broken = true;
+            Err(socket_failure(err))
+        }
+    }
+}
+
+/// Encodes `req` and sends it on the socket; a failed send breaks the connection.
+fn send_request<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<()> {
     if conn.broken {
         return Err(Error::transport("connection broken by an earlier failure"));
     }
@@ -518,11 +529,35 @@ fn exchange<R: Request, T>(
         conn.broken = true;
         return Err(socket_failure(err));
     }
-    match conn.sock.recv(max, R::MID.response_fds()) {
-        Ok(frame) => decode_response::<R, T>(frame, decode),
+    Ok(())
+}
+
+/// [`exchange`] for a PRead, the data read from the socket straight into `dest` (results
+/// as [`Inner::pread_into`]'s); an error response is received and decoded as usual.
+fn pread_on_socket(
+    conn: &mut Conn,
+    max: u32,
+    req: &PReadReq,
+    dest: &mut [u8],
+) -> Result<Result<usize>> {
+    send_request(conn, max, req)?;
+    let split = (Mid::PRead.as_u16(), PReadResp::HEADER_SIZE);
+    match conn.sock.recv_split(max, 0, split, dest) {
+        Ok((frame, Some(room))) => {
+            let mut header = [0u8; PReadResp::HEADER_SIZE];
+            header.copy_from_slice(frame.payload);
+            let n = usize::try_from(u64::from_le_bytes(header)).unwrap_or(usize::MAX);
+            if n > room {
+                let what = format!("PRead response claims {n} bytes in {room}");
+                return Ok(Err(Error::protocol(Errno::EIO, what)));
+            }
+            Ok(Ok(n))
+        }
+        Ok((frame, None)) => {
+            decode_response::<PReadReq, _>(frame, |payload| Ok(read_into(dest, payload)))
+                .map(|(read, _)| read)
+        }
         Err(err) => {
-            // Includes an oversized response: its payload is still in the stream. After a
-            // timeout the late response may still arrive, so the stream is out of sync too.
             conn.broken = true;
             Err(socket_failure(err))
         }

@@ -292,6 +292,78 @@ fn frames_read_ahead_keep_their_boundaries_whatever_their_sizes() {
 }
 
 #[test]
+fn a_split_frame_puts_its_rest_into_the_callers_buffer_and_keeps_the_next_frame() {
+    let (a, mut b) = pair();
+    let pread = Mid::PRead.as_u16();
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    let mut long = 8u64.to_le_bytes().to_vec();
+    long.extend_from_slice(&data);
+    let sent = long.clone();
+    let writer = thread::spawn(move || {
+        // A short split frame that arrives whole in the read-ahead with the start of a
+        // long one, then a frame after it.
+        a.send(pread, &[1, 0, 0, 0, 0, 0, 0, 0, 0xaa, 0xbb], &[])
+            .unwrap();
+        a.send(pread, &sent, &[]).unwrap();
+        a.send(Mid::Flush.as_u16(), &[2; 8], &[]).unwrap();
+    });
+    let mut dest = vec![0u8; 400_000];
+    let (frame, rest) = b.recv_split(LIMIT, 0, (pread, 8), &mut dest).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (pread, &[1u8, 0, 0, 0, 0, 0, 0, 0][..])
+    );
+    assert_eq!(rest, Some(2));
+    assert_eq!(dest[..2], [0xaa, 0xbb]);
+    let (frame, rest) = b.recv_split(LIMIT, 0, (pread, 8), &mut dest).unwrap();
+    assert_eq!(frame.payload, &long[..8]);
+    assert_eq!(rest, Some(data.len()));
+    assert!(dest[..data.len()] == data[..]);
+    writer.join().unwrap();
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload),
+        (Mid::Flush.as_u16(), &[2u8; 8][..])
+    );
+}
+
+#[test]
+fn a_frame_that_cannot_be_split_is_received_whole() {
+    let (a, mut b) = pair();
+    let pread = Mid::PRead.as_u16();
+    a.send(Mid::Error.as_u16(), &[5, 0, 0, 0], &[]).unwrap();
+    a.send(pread, &[7; 20], &[]).unwrap(); // 12 bytes after the head; room for 10
+    a.send(pread, &[9; 5], &[]).unwrap(); // shorter than the head
+    let mut dest = [0u8; 10];
+    for (mid, len) in [(Mid::Error.as_u16(), 4), (pread, 20), (pread, 5)] {
+        let (frame, rest) = b.recv_split(LIMIT, 0, (pread, 8), &mut dest).unwrap();
+        assert_eq!((frame.mid, frame.payload.len(), rest), (mid, len, None));
+    }
+    assert_eq!(
+        dest, [0; 10],
+        "a whole frame left the caller's buffer alone"
+    );
+}
+
+#[test]
+fn peer_close_in_a_split_frames_rest_is_unexpected_eof() {
+    let (a, mut b) = pair();
+    raw_write(
+        &a,
+        &[100, 0, 0, 0, 3, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9],
+    );
+    drop(a);
+    let mut dest = [0u8; 100];
+    assert!(matches!(
+        b.recv_split(LIMIT, 0, (3, 8), &mut dest),
+        Err(SocketError::UnexpectedEof {
+            received: 11,
+            expected: 100
+        })
+    ));
+}
+
+#[test]
 fn an_oversized_payload_partly_read_ahead_is_discarded_in_step() {
     let (a, mut b) = pair();
     a.send(Mid::FStat.as_u16(), &[1; 8], &[]).unwrap();

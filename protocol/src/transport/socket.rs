@@ -200,6 +200,57 @@ impl FramedSocket {
     /// Receives one frame whose payload may be at most `max_payload` bytes, accepting up to
     /// `want_fds` donated FDs (more than [`MAX_FDS`] is treated as [`MAX_FDS`]).
     pub fn recv(&mut self, max_payload: u32, want_fds: usize) -> Result<Frame<'_>, SocketError> {
+        let (mid, len, fds) = self.next_header(max_payload, want_fds)?;
+        self.whole_payload(mid, len, fds)
+    }
+
+    /// Receives one frame as [`recv`](Self::recv) does, except that the payload of a frame
+    /// of MID `split_mid` is split after its first `head` bytes when the rest fits `dest`:
+    /// the head is the frame's payload and the rest is read straight into the front of
+    /// `dest` (most of it without passing through the receive buffer), its length returned
+    /// beside the frame. Any other frame is received whole, with `None`. This spares a
+    /// copy of a long PRead response's data.
+    pub fn recv_split(
+        &mut self,
+        max_payload: u32,
+        want_fds: usize,
+        (split_mid, head): (u16, usize),
+        dest: &mut [u8],
+    ) -> Result<(Frame<'_>, Option<usize>), SocketError> {
+        let (mid, len, fds) = self.next_header(max_payload, want_fds)?;
+        let rest = len.checked_sub(head).filter(|&rest| rest <= dest.len());
+        let (Some(rest), true) = (rest, mid == split_mid) else {
+            return Ok((self.whole_payload(mid, len, fds)?, None));
+        };
+        self.fill(head)?;
+        let payload = self.start..self.start + head;
+        self.start += head;
+        // Whatever of the rest the read-ahead already holds, then the remainder directly.
+        let buffered = (self.end - self.start).min(rest);
+        dest[..buffered].copy_from_slice(&self.buf[self.start..self.start + buffered]);
+        self.start += buffered;
+        read_exact(&self.fd, &mut dest[buffered..rest]).map_err(|err| match err {
+            SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
+                received: head + buffered + received,
+                expected: len,
+            },
+            err => err,
+        })?;
+        let frame = Frame {
+            mid,
+            payload: &self.buf[payload],
+            fds,
+        };
+        Ok((frame, Some(rest)))
+    }
+
+    /// Reads the next header (with the FDs that came with it) and checks its length
+    /// against `max_payload`: the MID and the payload's length.
+    fn next_header(
+        &mut self,
+        max_payload: u32,
+        want_fds: usize,
+    ) -> Result<(u16, usize, Vec<OwnedFd>), SocketError> {
         let fds = self.fill_header(want_fds.min(MAX_FDS))?;
         let mut raw = [0u8; SocketHeader::SIZE];
         raw.copy_from_slice(&self.buf[self.start..self.start + SocketHeader::SIZE]);
@@ -213,11 +264,22 @@ impl FramedSocket {
             });
         }
         let len = usize::try_from(header.payload_len).unwrap_or(usize::MAX);
+        Ok((header.mid, len, fds))
+    }
+
+    /// The frame whose header [`next_header`](Self::next_header) read, its payload of
+    /// `len` bytes in the receive buffer.
+    fn whole_payload(
+        &mut self,
+        mid: u16,
+        len: usize,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Frame<'_>, SocketError> {
         self.fill(len)?;
         let payload = self.start..self.start + len;
         self.start += len;
         Ok(Frame {
-            mid: header.mid,
+            mid,
             payload: &self.buf[payload],
             fds,
         })
