@@ -13,8 +13,9 @@ use std::sync::Arc;
 use lisafs_protocol::transport::channel::{Channel, Incoming};
 use lisafs_protocol::transport::socket::{Frame, FramedSocket, SocketError};
 use lisafs_protocol::wire::{
-    decode, encode_into, ChannelReq, CloseReq, Errno, ErrorResp, FSyncReq, FdId, Mid, MountHints,
-    PReadReq, PReadResp, Request, Statx, DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
+    decode, encode_into, ChannelReq, CloseReq, EncodeError, Errno, ErrorResp, FSyncReq, FdId,
+    Message, Mid, MountHints, PReadReq, PReadResp, PWriteData, PWriteReq, Request, Statx,
+    DEFAULT_CLIENT_MAX_MESSAGE_SIZE,
 };
 use parking_lot::Mutex;
 
@@ -249,12 +250,12 @@ impl Inner {
 
     /// [`Inner::call`], with the response's payload handed to `decode` where it arrived
     /// instead of decoded into `R::Response`: for data that goes straight to the caller.
-    pub(crate) fn call_with<R: Request, T>(
+    pub(crate) fn call_with<E: Encode, T>(
         &self,
-        req: &R,
+        req: &E,
         decode: impl FnOnce(&[u8]) -> Result<T>,
     ) -> Result<(T, Vec<OwnedFd>)> {
-        if !self.supports(R::MID) {
+        if !self.supports(E::As::MID) {
             return Err(Error::local(Errno::EOPNOTSUPP));
         }
         let _call = self.enter();
@@ -490,10 +491,40 @@ const SPLIT_READ_MIN: usize = 256 * 1024;
 const SPLIT_READ_PIECES: usize = 4;
 
 /// Encodes a request into `buf` and checks it against the server's limit.
-fn encode_request<R: Request>(buf: &mut Vec<u8>, max: u32, req: &R) -> Result<()> {
+/// A request as this client sends it: any request type, or a borrowed form of one.
+pub(crate) trait Encode {
+    /// The request type it travels as (its MID and its response).
+    type As: Request;
+
+    /// Appends its encoding to `buf`.
+    fn encode_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), EncodeError>;
+}
+
+impl<R: Request> Encode for R {
+    type As = R;
+
+    fn encode_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), EncodeError> {
+        encode_into(self, buf)
+    }
+}
+
+/// A PWrite whose data stays in the caller's buffer until it is encoded into the
+/// transport's (one copy less than a [`PWriteReq`] of its own).
+pub(crate) struct PWriteFrom<'a>(pub(crate) PWriteData<'a>);
+
+impl Encode for PWriteFrom<'_> {
+    type As = PWriteReq;
+
+    fn encode_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), EncodeError> {
+        self.0.encode_into(buf)
+    }
+}
+
+fn encode_request<E: Encode>(buf: &mut Vec<u8>, max: u32, req: &E) -> Result<()> {
     buf.clear();
     // The only encode failure is a string or list too long for its length prefix.
-    encode_into(req, buf).map_err(|_| Error::local(Errno::E2BIG))?;
+    req.encode_into(buf)
+        .map_err(|_| Error::local(Errno::E2BIG))?;
     if buf.len() > usize::try_from(max).unwrap_or(usize::MAX) {
         return Err(Error::local(Errno::EIO));
     }
@@ -501,15 +532,15 @@ fn encode_request<R: Request>(buf: &mut Vec<u8>, max: u32, req: &R) -> Result<()
 }
 
 /// One RPC on the socket: encode, size-check, send, receive, decode (SPEC.md §8.3).
-fn exchange<R: Request, T>(
+fn exchange<E: Encode, T>(
     conn: &mut Conn,
     max: u32,
-    req: &R,
+    req: &E,
     decode: impl FnOnce(&[u8]) -> Result<T>,
 ) -> Result<(T, Vec<OwnedFd>)> {
     send_request(conn, max, req)?;
-    match conn.sock.recv(max, R::MID.response_fds()) {
-        Ok(frame) => decode_response::<R, T>(frame, decode),
+    match conn.sock.recv(max, E::As::MID.response_fds()) {
+        Ok(frame) => decode_response::<E::As, T>(frame, decode),
         Err(err) => {
             // Includes an oversized response: its payload is still in the stream. After a
             // timeout the late response may still arrive, so the stream is out of sync too.
@@ -520,12 +551,12 @@ fn exchange<R: Request, T>(
 }
 
 /// Encodes `req` and sends it on the socket; a failed send breaks the connection.
-fn send_request<R: Request>(conn: &mut Conn, max: u32, req: &R) -> Result<()> {
+fn send_request<E: Encode>(conn: &mut Conn, max: u32, req: &E) -> Result<()> {
     if conn.broken {
         return Err(Error::transport("connection broken by an earlier failure"));
     }
     encode_request(&mut conn.buf, max, req)?;
-    if let Err(err) = conn.sock.send(R::MID.as_u16(), &conn.buf, &[]) {
+    if let Err(err) = conn.sock.send(E::As::MID.as_u16(), &conn.buf, &[]) {
         conn.broken = true;
         return Err(socket_failure(err));
     }
@@ -578,10 +609,10 @@ fn socket_failure(err: SocketError) -> Error {
 
 /// One RPC on a channel. Also says whether the channel is still usable: after a transport
 /// failure it is dead and must not go back to the pool.
-fn exchange_channel<R: Request, T>(
+fn exchange_channel<E: Encode, T>(
     pooled: &mut Pooled,
     max: u32,
-    req: &R,
+    req: &E,
     decode: impl FnOnce(&[u8]) -> Result<T>,
 ) -> (Result<(T, Vec<OwnedFd>)>, bool) {
     if let Err(err) = encode_request(&mut pooled.buf, max, req) {
@@ -589,8 +620,9 @@ fn exchange_channel<R: Request, T>(
     }
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let Pooled { channel, buf } = pooled;
-    match channel.call(R::MID.as_u16(), buf, R::MID.response_fds(), max) {
-        Ok(frame) => (decode_response::<R, T>(frame, decode), true),
+    let mid = E::As::MID;
+    match channel.call(mid.as_u16(), buf, mid.response_fds(), max) {
+        Ok(frame) => (decode_response::<E::As, T>(frame, decode), true),
         Err(err) => (Err(Error::transport(err)), false),
     }
 }
@@ -695,7 +727,7 @@ fn decode_response<R: Request, T>(
 }
 
 /// The payload decoded as `R`'s response type.
-fn typed<R: Request>(payload: &[u8]) -> Result<R::Response> {
+pub(crate) fn typed<R: Request>(payload: &[u8]) -> Result<R::Response> {
     decode::<R::Response>(payload)
         .map_err(|err| Error::protocol(Errno::EIO, format!("bad {:?} response: {err}", R::MID)))
 }

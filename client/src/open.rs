@@ -5,9 +5,10 @@ use std::ops::ControlFlow;
 
 use lisafs_protocol::wire::{
     DirentList, Errno, FAllocateReq, FStatReq, FlushReq, Getdents64Req, Mid, PReadReq, PReadResp,
-    PWriteReq, Statx,
+    PWriteData, PWriteReq, Statx,
 };
 
+use crate::client::{typed, PWriteFrom};
 use crate::error::{Error, Result};
 use crate::fd::OpenFd;
 
@@ -112,12 +113,12 @@ impl OpenFd {
         let chunk = self.chunk(PWRITE_OVERHEAD)?;
         let mut done = 0;
         for piece in data.chunks(chunk) {
-            let req = PWriteReq {
+            let req = PWriteFrom(PWriteData {
                 offset: advance(offset, done)?,
                 fd: self.id(),
-                data: piece.to_vec(),
-            };
-            let count = match self.inner().call(&req) {
+                data: piece,
+            });
+            let count = match self.inner().call_with(&req, typed::<PWriteReq>) {
                 Ok((resp, _)) => resp.count,
                 Err(err) if done == 0 => return Err(err),
                 Err(_) => break,

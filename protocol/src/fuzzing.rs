@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::transport::socket::{FramedSocket, SocketError};
-use crate::wire::{AnyRequest, AnyResponse, Mid};
+use crate::wire::{AnyRequest, AnyResponse, Mid, PWriteData};
 
 /// Splits `data` into a MID (first two bytes, little-endian) and a payload.
 fn mid_and_payload(data: &[u8]) -> Option<(Mid, &[u8])> {
@@ -22,12 +22,33 @@ pub fn decode_request(data: &[u8]) {
     let Some((mid, payload)) = mid_and_payload(data) else {
         return;
     };
-    if let Ok(req) = AnyRequest::decode(mid, payload) {
+    let decoded = AnyRequest::decode(mid, payload);
+    if let Ok(req) = &decoded {
         let mut again = Vec::new();
         req.encode_into(&mut again)
             .expect("a decoded request re-encodes");
         assert_eq!(req.mid(), mid);
         assert_eq!(again[..], payload[..again.len()], "non-canonical decode");
+    }
+    // The server decodes PWrite in place: it must accept and read exactly what the
+    // owned decoder does.
+    if mid == Mid::PWrite {
+        let view = PWriteData::decode(payload).ok();
+        let owned = match decoded {
+            Ok(AnyRequest::PWrite(req)) => Some(req),
+            _ => None,
+        };
+        let same = match (view, &owned) {
+            (Some(view), Some(req)) => {
+                (view.offset, view.fd, view.data) == (req.offset, req.fd, &req.data[..])
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        assert!(
+            same,
+            "PWrite decoded in place differs: {view:?} against {owned:?}"
+        );
     }
 }
 

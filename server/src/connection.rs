@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use lisafs_protocol::transport::channel;
 use lisafs_protocol::wire::{
-    encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, MAX_MESSAGE_SIZE,
+    encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, PWriteData, MAX_MESSAGE_SIZE,
 };
 use parking_lot::Mutex;
 
@@ -129,6 +129,14 @@ impl<B: Backend> Connection<B> {
         out: &mut Vec<u8>,
         window: Option<&mut channel::Reply<'_>>,
     ) -> Result<(u16, Vec<SharedFd>, Option<usize>), Errno> {
+        if raw_mid == Mid::PWrite.as_u16() {
+            // The data is written from where the request arrived: no copy in between.
+            let req = self.check_pwrite(payload)?;
+            let resp = guarded(Mid::PWrite, || self.pwrite(req))?;
+            out.clear();
+            encode_into(&resp, out).map_err(|_| Errno::EIO)?;
+            return Ok((raw_mid, Vec::new(), None));
+        }
         let (mid, req) = self.check(raw_mid, payload)?;
         if let AnyRequest::PRead(req) = req {
             // Read straight into the response: no copy of the data in between.
@@ -150,13 +158,7 @@ impl<B: Backend> Connection<B> {
 
     /// The request, decoded, if the connection may run it now.
     fn check(&self, raw_mid: u16, payload: &[u8]) -> Result<(Mid, AnyRequest), Errno> {
-        let mid = Mid::try_from(raw_mid).map_err(|_| Errno::EOPNOTSUPP)?;
-        if !SUPPORTED.contains(&raw_mid) {
-            return Err(Errno::EOPNOTSUPP);
-        }
-        if mid != Mid::Mount && !self.mounted.load(Ordering::Acquire) {
-            return Err(Errno::EINVAL);
-        }
+        let mid = self.admit(raw_mid)?;
         let mut req = AnyRequest::decode(mid, payload).map_err(|_| Errno::EIO)?;
         if let Some(ids) = &self.server.options().ids {
             ids.map_request(&mut req)?;
@@ -165,6 +167,30 @@ impl<B: Backend> Connection<B> {
             return Err(Errno::EROFS);
         }
         Ok((mid, req))
+    }
+
+    /// A PWrite request, its data borrowed from `payload`, if the connection may run it
+    /// now: [`check`](Self::check)'s rules (PWrite carries no owner for an ID map).
+    fn check_pwrite<'a>(&self, payload: &'a [u8]) -> Result<PWriteData<'a>, Errno> {
+        self.admit(Mid::PWrite.as_u16())?;
+        let req = PWriteData::decode(payload).map_err(|_| Errno::EIO)?;
+        if self.server.options().readonly {
+            return Err(Errno::EROFS);
+        }
+        Ok(req)
+    }
+
+    /// The MID of a request the connection may run now: known, supported, and Mount
+    /// before anything else.
+    fn admit(&self, raw_mid: u16) -> Result<Mid, Errno> {
+        let mid = Mid::try_from(raw_mid).map_err(|_| Errno::EOPNOTSUPP)?;
+        if !SUPPORTED.contains(&raw_mid) {
+            return Err(Errno::EOPNOTSUPP);
+        }
+        if mid != Mid::Mount && !self.mounted.load(Ordering::Acquire) {
+            return Err(Errno::EINVAL);
+        }
+        Ok(mid)
     }
 
     fn dispatch(&self, req: AnyRequest) -> Reply {
@@ -181,9 +207,8 @@ impl<B: Backend> Connection<B> {
             R::OpenCreateAt(r) => self.open_create_at(r),
             R::Close(r) => reply(A::Close(self.close(r))),
             R::FSync(r) => reply(A::FSync(self.fsync(r)?)),
-            R::PWrite(r) => reply(A::PWrite(self.pwrite(r)?)),
-            // `respond` answers it, into its buffer.
-            R::PRead(_) => Err(Errno::EIO),
+            // `respond` answers these: PWrite from the request, PRead into its buffer.
+            R::PWrite(_) | R::PRead(_) => Err(Errno::EIO),
             R::MkdirAt(r) => reply(A::MkdirAt(self.mkdir_at(r)?)),
             R::MknodAt(r) => reply(A::MknodAt(self.mknod_at(r)?)),
             R::SymlinkAt(r) => reply(A::SymlinkAt(self.symlink_at(r)?)),

@@ -192,6 +192,14 @@ fn requests_before_mount_are_einval() {
     assert_eq!(peer.errno_of(Mid::FStat.as_u16(), &fstat), Errno::EINVAL);
     let close = encode(&CloseReq { fds: vec![FdId(1)] }).unwrap();
     assert_eq!(peer.errno_of(Mid::Close.as_u16(), &close), Errno::EINVAL);
+    // PWrite takes its own path (its data is not copied out of the request).
+    let write = encode(&PWriteReq {
+        offset: 0,
+        fd: FdId(1),
+        data: b"x".to_vec(),
+    })
+    .unwrap();
+    assert_eq!(peer.errno_of(Mid::PWrite.as_u16(), &write), Errno::EINVAL);
 }
 
 #[test]
@@ -233,6 +241,20 @@ fn every_truncation_of_a_request_is_eio_and_harmless() {
     }
     // Nothing was created by the failed walks: the next FDID is 2.
     assert_eq!(peer.walk_one(root, "file"), FdId(2));
+    let write = encode(&PWriteReq {
+        offset: 0,
+        fd: FdId(2),
+        data: b"data".to_vec(),
+    })
+    .unwrap();
+    for len in 0..write.len() {
+        assert_eq!(
+            peer.errno_of(Mid::PWrite.as_u16(), &write[..len]),
+            Errno::EIO,
+            "PWrite cut to {len}"
+        );
+    }
+    peer.assert_alive(root);
 }
 
 #[test]
@@ -452,7 +474,18 @@ fn read_only_connections_refuse_mutations_with_erofs() {
         _pad: 0,
     };
     assert_eq!(peer.call(&open_rw), Err(Errno::EROFS));
-    assert!(peer.open(file).0 > 0, "read-only opens still work");
+    let open = peer.open(file);
+    assert!(open.0 > 0, "read-only opens still work");
+    let write = PWriteReq {
+        offset: 0,
+        fd: open,
+        data: b"x".to_vec(),
+    };
+    assert_eq!(
+        peer.call(&write),
+        Err(Errno::EROFS),
+        "before the FD's access mode"
+    );
 }
 
 #[test]

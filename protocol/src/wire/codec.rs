@@ -101,9 +101,17 @@ pub fn encode<T: Wire>(msg: &T) -> Result<Vec<u8>, EncodeError> {
 
 /// Appends the encoding of `msg` to `buf`; on error `buf` is left as it was.
 pub fn encode_into<T: Wire>(msg: &T, buf: &mut Vec<u8>) -> Result<(), EncodeError> {
+    encode_with(buf, |enc| msg.encode(enc))
+}
+
+/// Appends what `encode` writes to `buf`; on error `buf` is left as it was.
+pub(crate) fn encode_with(
+    buf: &mut Vec<u8>,
+    encode: impl FnOnce(&mut Encoder<'_>),
+) -> Result<(), EncodeError> {
     let start = buf.len();
     let mut enc = Encoder { buf, error: None };
-    msg.encode(&mut enc);
+    encode(&mut enc);
     match enc.error {
         None => Ok(()),
         Some(err) => {

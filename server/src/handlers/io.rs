@@ -2,7 +2,7 @@
 
 use lisafs_protocol::transport::channel::Reply;
 use lisafs_protocol::wire::{
-    Errno, FAllocateReq, FAllocateResp, PReadReq, PReadResp, PWriteReq, PWriteResp,
+    Errno, FAllocateReq, FAllocateResp, PReadReq, PReadResp, PWriteData, PWriteResp,
     MAX_MESSAGE_SIZE,
 };
 
@@ -11,7 +11,7 @@ use crate::channels::channel_errno;
 use crate::connection::Connection;
 
 impl<B: Backend> Connection<B> {
-    pub(crate) fn pwrite(&self, req: PWriteReq) -> Result<PWriteResp, Errno> {
+    pub(crate) fn pwrite(&self, req: PWriteData<'_>) -> Result<PWriteResp, Errno> {
         let fd = self.open_fd(req.fd)?;
         if !fd.writable {
             return Err(Errno::EBADF);
@@ -20,7 +20,7 @@ impl<B: Backend> Connection<B> {
         let count = self
             .server
             .backend()
-            .write(&fd.open, req.offset, &req.data)?;
+            .write(&fd.open, req.offset, req.data)?;
         let count = count as u64;
         if let Some(metrics) = self.server.metrics() {
             metrics.add_written(count);

@@ -2,7 +2,9 @@
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
-use crate::wire::codec::{fixed_wire, wire_struct, DecodeError, Decoder, Encoder, Wire};
+use crate::wire::codec::{
+    encode_with, fixed_wire, wire_struct, DecodeError, Decoder, EncodeError, Encoder, Wire,
+};
 use crate::wire::types::{fixed_struct, FdId};
 
 /// PWrite request: write `data` at `offset`. The data follows the 20-byte fixed part
@@ -22,18 +24,63 @@ impl Wire for PWriteReq {
     const MIN_SIZE: usize = 20;
 
     fn encode(&self, enc: &mut Encoder<'_>) {
-        self.offset.encode(enc);
-        self.fd.encode(enc);
-        enc.put_len_u32(self.data.len());
-        enc.put(&self.data);
+        PWriteData {
+            offset: self.offset,
+            fd: self.fd,
+            data: &self.data,
+        }
+        .encode(enc);
     }
 
     fn decode(dec: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        let view = PWriteData::read(dec)?;
+        Ok(Self {
+            offset: view.offset,
+            fd: view.fd,
+            data: view.data.to_vec(),
+        })
+    }
+}
+
+/// A PWrite request with its data borrowed, encoded exactly as [`PWriteReq`]: a client
+/// encodes it from the caller's buffer and a server decodes it in place, so a long write
+/// is not copied into a request of its own on either side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PWriteData<'a> {
+    /// File offset.
+    pub offset: u64,
+    /// Writable open FD.
+    pub fd: FdId,
+    /// Bytes to write.
+    pub data: &'a [u8],
+}
+
+impl<'a> PWriteData<'a> {
+    /// Decodes a PWrite request's payload, the data borrowed from it; bytes after the
+    /// data are ignored, as by every decoder here.
+    pub fn decode(payload: &'a [u8]) -> Result<Self, DecodeError> {
+        Self::read(&mut Decoder::new(payload))
+    }
+
+    /// Appends the request's encoding to `out`; on error (data of 4 GiB or more) `out` is
+    /// left as it was.
+    pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode_with(out, |enc| self.encode(enc))
+    }
+
+    fn read(dec: &mut Decoder<'a>) -> Result<Self, DecodeError> {
         let offset = u64::decode(dec)?;
         let fd = FdId::decode(dec)?;
         let len = usize::try_from(u32::decode(dec)?).unwrap_or(usize::MAX);
-        let data = dec.take(len)?.to_vec();
+        let data = dec.take(len)?;
         Ok(Self { offset, fd, data })
+    }
+
+    fn encode(&self, enc: &mut Encoder<'_>) {
+        self.offset.encode(enc);
+        self.fd.encode(enc);
+        enc.put_len_u32(self.data.len());
+        enc.put(self.data);
     }
 }
 
@@ -148,7 +195,7 @@ wire_struct! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::codec::decode;
+    use crate::wire::codec::{decode, encode};
 
     #[test]
     fn a_read_encoded_in_place_is_the_typed_encoding() {
@@ -177,5 +224,29 @@ mod tests {
         assert!(PReadResp::decode_data(b"\x05\0\0").is_err());
         let huge = u64::MAX.to_le_bytes();
         assert!(PReadResp::decode_data(&huge).is_err());
+    }
+
+    #[test]
+    fn a_borrowed_pwrite_is_encoded_and_decoded_as_the_owned_one() {
+        let owned = PWriteReq {
+            offset: 0x0102_0304_0506_0708,
+            fd: FdId(9),
+            data: b"hello".to_vec(),
+        };
+        let bytes = encode(&owned).unwrap();
+        let view = PWriteData {
+            offset: owned.offset,
+            fd: owned.fd,
+            data: &owned.data,
+        };
+        let mut again = b"kept".to_vec();
+        view.encode_into(&mut again).unwrap();
+        assert_eq!(again[4..], bytes[..], "appended after what the buffer held");
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"ignored");
+        assert_eq!(PWriteData::decode(&trailing), Ok(view));
+        for cut in 0..bytes.len() {
+            assert!(PWriteData::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
     }
 }
