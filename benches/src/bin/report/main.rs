@@ -89,8 +89,8 @@ fn parse_args() -> Result<Args, String> {
             "-h" | "--help" => {
                 return Err(
                     "usage: report [--secs S] [--gofer PATH] [--only KEY,...] [--spin-us N]\n\
-                     KEY: floors fstat walkstat open pwrite getdents mkdir pread threads\n\
-                     \x20    sandbox metrics hooks busy memory\n\
+                     KEY: floors fstat walkstat open pwrite getdents mkdir pread pwrite1m\n\
+                     \x20    threads sandbox metrics hooks busy memory\n\
                      Measures lisafs against native syscalls; see benches/README.md."
                         .into(),
                 )

@@ -23,10 +23,11 @@ pub(crate) enum Op {
     Getdents1000,
     MkdirUnlink,
     PRead1M,
+    PWrite1M,
 }
 
 impl Op {
-    pub(crate) const ALL: [Op; 7] = [
+    pub(crate) const ALL: [Op; 8] = [
         Op::FStat,
         Op::WalkStat3,
         Op::OpenReadClose,
@@ -34,6 +35,7 @@ impl Op {
         Op::Getdents1000,
         Op::MkdirUnlink,
         Op::PRead1M,
+        Op::PWrite1M,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -45,6 +47,7 @@ impl Op {
             Op::Getdents1000 => "Getdents64, 1,000 entries (listings)",
             Op::MkdirUnlink => "MkdirAt + UnlinkAt",
             Op::PRead1M => "PRead 1 MiB",
+            Op::PWrite1M => "PWrite 1 MiB",
         }
     }
 
@@ -58,6 +61,7 @@ impl Op {
             Op::Getdents1000 => "getdents",
             Op::MkdirUnlink => "mkdir",
             Op::PRead1M => "pread",
+            Op::PWrite1M => "pwrite1m",
         }
     }
 
@@ -71,12 +75,13 @@ impl Op {
             Op::Getdents1000 => "`std::fs::read_dir` to the end (open + getdents64 + close)",
             Op::MkdirUnlink => "`mkdirat` + `unlinkat(AT_REMOVEDIR)`",
             Op::PRead1M => "`pread` 1 MiB at offset 0",
+            Op::PWrite1M => "`pwrite` 1 MiB at offset 0",
         }
     }
 
     /// Bytes moved per operation, for a bandwidth figure.
     pub(crate) fn bytes(self) -> Option<usize> {
-        (self == Op::PRead1M).then_some(BIG_SIZE)
+        matches!(self, Op::PRead1M | Op::PWrite1M).then_some(BIG_SIZE)
     }
 
     /// gVisor's Go client and gofer on these machines (tmpfs), ops/s.
@@ -88,7 +93,7 @@ impl Op {
             Op::PWrite4k => Some(125_000.0),
             Op::Getdents1000 => Some(650.0),
             Op::MkdirUnlink => Some(33_000.0),
-            Op::PRead1M => None,
+            Op::PRead1M | Op::PWrite1M => None,
         }
     }
 }
@@ -180,6 +185,13 @@ impl Native {
                     assert_eq!(n, BIG_SIZE, "short read");
                 })
             }
+            Op::PWrite1M => {
+                let data = vec![0x33u8; BIG_SIZE];
+                Box::new(move || {
+                    let n = pwrite(&self.write, &data, 0).expect("pwrite");
+                    assert_eq!(n, BIG_SIZE, "short write");
+                })
+            }
         }
     }
 }
@@ -268,6 +280,13 @@ impl<'c> Remote<'c> {
                 Box::new(move || {
                     let n = self.big.pread(0, &mut buf).expect("PRead");
                     assert_eq!(n, BIG_SIZE, "short read");
+                })
+            }
+            Op::PWrite1M => {
+                let data = vec![0x44u8; BIG_SIZE];
+                Box::new(move || {
+                    let n = self.write.pwrite(0, &data).expect("PWrite");
+                    assert_eq!(n, BIG_SIZE, "short write");
                 })
             }
         }
