@@ -496,8 +496,13 @@ pub(crate) trait Encode {
     /// The request type it travels as (its MID and its response).
     type As: Request;
 
-    /// Appends its encoding to `buf`.
+    /// Appends its encoding to `buf`, all but [`Encode::tail`].
     fn encode_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), EncodeError>;
+
+    /// The end of the encoding, sent from where it is after what `encode_into` wrote.
+    fn tail(&self) -> &[u8] {
+        &[]
+    }
 }
 
 impl<R: Request> Encode for R {
@@ -508,15 +513,19 @@ impl<R: Request> Encode for R {
     }
 }
 
-/// A PWrite whose data stays in the caller's buffer until it is encoded into the
-/// transport's (one copy less than a [`PWriteReq`] of its own).
+/// A PWrite whose data goes from the caller's buffer straight into the window or the
+/// socket.
 pub(crate) struct PWriteFrom<'a>(pub(crate) PWriteData<'a>);
 
 impl Encode for PWriteFrom<'_> {
     type As = PWriteReq;
 
     fn encode_into(&self, buf: &mut Vec<u8>) -> std::result::Result<(), EncodeError> {
-        self.0.encode_into(buf)
+        self.0.encode_fixed_into(buf)
+    }
+
+    fn tail(&self) -> &[u8] {
+        self.0.data
     }
 }
 
@@ -525,7 +534,7 @@ fn encode_request<E: Encode>(buf: &mut Vec<u8>, max: u32, req: &E) -> Result<()>
     // The only encode failure is a string or list too long for its length prefix.
     req.encode_into(buf)
         .map_err(|_| Error::local(Errno::E2BIG))?;
-    if buf.len() > usize::try_from(max).unwrap_or(usize::MAX) {
+    if buf.len() + req.tail().len() > usize::try_from(max).unwrap_or(usize::MAX) {
         return Err(Error::local(Errno::EIO));
     }
     Ok(())
@@ -556,7 +565,8 @@ fn send_request<E: Encode>(conn: &mut Conn, max: u32, req: &E) -> Result<()> {
         return Err(Error::transport("connection broken by an earlier failure"));
     }
     encode_request(&mut conn.buf, max, req)?;
-    if let Err(err) = conn.sock.send(E::As::MID.as_u16(), &conn.buf, &[]) {
+    let parts = [&conn.buf[..], req.tail()];
+    if let Err(err) = conn.sock.send_parts(E::As::MID.as_u16(), parts, &[]) {
         conn.broken = true;
         return Err(socket_failure(err));
     }
@@ -621,7 +631,7 @@ fn exchange_channel<E: Encode, T>(
     let max = usize::try_from(max).unwrap_or(usize::MAX);
     let Pooled { channel, buf } = pooled;
     let mid = E::As::MID;
-    match channel.call(mid.as_u16(), buf, mid.response_fds(), max) {
+    match channel.call_parts(mid.as_u16(), [buf, req.tail()], mid.response_fds(), max) {
         Ok(frame) => (decode_response::<E::As, T>(frame, decode), true),
         Err(err) => (Err(Error::transport(err)), false),
     }

@@ -152,8 +152,20 @@ fn oversized_payloads_are_refused_before_sending() {
         client.call(1, &too_big, 0, MAX),
         Err(ChannelError::TooLarge { .. })
     ));
+    let half = vec![0u8; client.max_payload() / 2 + 1];
+    assert!(matches!(
+        client.call_parts(1, [&half, &half], 0, MAX),
+        Err(ChannelError::TooLarge { .. })
+    ));
     // The channel is still usable: nothing was sent.
     assert_eq!(client.call(1, b"ab", 0, MAX).unwrap().payload, b"ba");
+    // Two parts travel as one payload.
+    let frame = client.call_parts(1, [b"ab", b"cde"], 0, MAX).unwrap();
+    assert_eq!(frame.payload, b"edcba");
+    assert_eq!(
+        client.call_parts(1, [b"", b"x"], 0, MAX).unwrap().payload,
+        b"x"
+    );
     drop(client);
     drop(serving);
 }

@@ -238,6 +238,29 @@ fn send_bytes_with_fd(sock: &FramedSocket, bytes: &[u8], fd: BorrowedFd<'_>) {
 }
 
 #[test]
+fn two_parts_travel_as_one_payload() {
+    let (a, mut b) = pair();
+    let data = vec![7u8; 100_000];
+    let sender = thread::spawn(move || {
+        a.send_parts(Mid::PWrite.as_u16(), [b"fixed", &data], &[])
+            .unwrap();
+        a.send_parts(Mid::FStat.as_u16(), [b"", b"only"], &[])
+            .unwrap();
+        a
+    });
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(
+        (frame.mid, frame.payload.len()),
+        (Mid::PWrite.as_u16(), 100_005)
+    );
+    assert_eq!(&frame.payload[..5], b"fixed");
+    assert!(frame.payload[5..].iter().all(|&byte| byte == 7));
+    let frame = b.recv(LIMIT, 0).unwrap();
+    assert_eq!(frame.payload, b"only");
+    drop(sender.join().unwrap());
+}
+
+#[test]
 fn missing_fds_are_visible_to_the_caller() {
     let (a, mut b) = pair();
     a.send(Mid::OpenAt.as_u16(), &[0; 8], &[]).unwrap();

@@ -163,9 +163,22 @@ impl FramedSocket {
         payload: &[u8],
         fds: &[BorrowedFd<'_>],
     ) -> Result<(), SocketError> {
-        let payload_len = u32::try_from(payload.len()).map_err(|_| SocketError::Oversized {
+        self.send_parts(mid, [payload, &[]], fds)
+    }
+
+    /// [`FramedSocket::send`] with the payload in two parts, written back to back (a
+    /// request's fixed part, then data from the caller's buffer, with no copy of their
+    /// own in between).
+    pub fn send_parts(
+        &self,
+        mid: u16,
+        parts: [&[u8]; 2],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), SocketError> {
+        let len = parts[0].len() + parts[1].len();
+        let payload_len = u32::try_from(len).map_err(|_| SocketError::Oversized {
             mid,
-            len: payload.len() as u64,
+            len: len as u64,
             max: u32::MAX.into(),
         })?;
         if fds.len() > MAX_FDS {
@@ -176,7 +189,11 @@ impl FramedSocket {
             mid,
             _pad: 0,
         };
-        let mut iov = [IoSlice::new(header.as_bytes()), IoSlice::new(payload)];
+        let mut iov = [
+            IoSlice::new(header.as_bytes()),
+            IoSlice::new(parts[0]),
+            IoSlice::new(parts[1]),
+        ];
         let mut pending = &mut iov[..];
         let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
         let mut control = SendAncillaryBuffer::new(&mut space);

@@ -149,13 +149,23 @@ impl Reply<'_> {
     }
 
     fn put_message(&self, mid: u16, payload: &[u8], num_fds: u8) -> Result<(), ChannelError> {
-        if payload.len() <= self.max_payload() {
-            self.endpoint
-                .window
-                .write_data(ChannelHeader::SIZE, payload)
-                .map_err(ChannelError::Io)?;
+        self.put_parts(mid, &[payload], num_fds)
+    }
+
+    /// Sends `parts` back to back as one payload under `mid`.
+    fn put_parts(&self, mid: u16, parts: &[&[u8]], num_fds: u8) -> Result<(), ChannelError> {
+        let len = parts.iter().map(|part| part.len()).sum();
+        if len <= self.max_payload() {
+            let mut at = ChannelHeader::SIZE;
+            for part in parts {
+                self.endpoint
+                    .window
+                    .write_data(at, part)
+                    .map_err(ChannelError::Io)?;
+                at += part.len();
+            }
         }
-        self.hand_over(mid, payload.len(), num_fds)
+        self.hand_over(mid, len, num_fds)
     }
 
     /// Writes the header of a `len`-byte payload already in place and hands over the turn.
@@ -313,11 +323,24 @@ impl Channel {
         want_fds: usize,
         max_payload: usize,
     ) -> Result<Frame<'_>, ChannelError> {
-        let (copied, fds) =
-            self.call_in_place(mid, payload, want_fds, max_payload, |incoming| {
-                let mid = incoming.mid();
-                incoming.payload().map(|payload| (mid, payload))
-            })?;
+        self.call_parts(mid, [payload, &[]], want_fds, max_payload)
+    }
+
+    /// Client: [`Channel::call`] with the payload in `parts`, each copied into the window
+    /// where the one before ends (a request's fixed part, then data from the caller's
+    /// buffer, with no copy of their own in between).
+    pub fn call_parts(
+        &mut self,
+        mid: u16,
+        parts: [&[u8]; 2],
+        want_fds: usize,
+        max_payload: usize,
+    ) -> Result<Frame<'_>, ChannelError> {
+        self.start_parts(mid, &parts)?;
+        let (copied, fds) = self.finish_in_place(want_fds, max_payload, |incoming| {
+            let mid = incoming.mid();
+            incoming.payload().map(|payload| (mid, payload))
+        })?;
         let (mid, payload) = copied?;
         Ok(Frame { mid, payload, fds })
     }
@@ -341,10 +364,14 @@ impl Channel {
     /// and returns without waiting, so that a caller can have requests on several channels
     /// served at once. [`Channel::finish_in_place`] takes the response.
     pub fn start(&mut self, mid: u16, payload: &[u8]) -> Result<(), ChannelError> {
+        self.start_parts(mid, &[payload])
+    }
+
+    fn start_parts(&mut self, mid: u16, parts: &[&[u8]]) -> Result<(), ChannelError> {
         if self.awaiting {
             return Err(ChannelError::Protocol("a response is still outstanding"));
         }
-        self.put_message(mid, payload, 0)?;
+        self.reply().put_parts(mid, parts, 0)?;
         self.awaiting = true;
         Ok(())
     }
@@ -426,10 +453,6 @@ impl Channel {
     }
 
     /// Writes a message into the window and hands over the turn.
-    fn put_message(&mut self, mid: u16, payload: &[u8], num_fds: u8) -> Result<(), ChannelError> {
-        self.reply().put_message(mid, payload, num_fds)
-    }
-
     fn put(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
         self.endpoint
             .window

@@ -68,6 +68,14 @@ impl<'a> PWriteData<'a> {
         encode_with(out, |enc| self.encode(enc))
     }
 
+    /// Appends all of the encoding but the data, which must follow it on the wire: for a
+    /// sender that writes the data from where it is (errors as [`encode_into`]'s).
+    ///
+    /// [`encode_into`]: Self::encode_into
+    pub fn encode_fixed_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        encode_with(out, |enc| self.encode_fixed(enc))
+    }
+
     fn read(dec: &mut Decoder<'a>) -> Result<Self, DecodeError> {
         let offset = u64::decode(dec)?;
         let fd = FdId::decode(dec)?;
@@ -77,10 +85,14 @@ impl<'a> PWriteData<'a> {
     }
 
     fn encode(&self, enc: &mut Encoder<'_>) {
+        self.encode_fixed(enc);
+        enc.put(self.data);
+    }
+
+    fn encode_fixed(&self, enc: &mut Encoder<'_>) {
         self.offset.encode(enc);
         self.fd.encode(enc);
         enc.put_len_u32(self.data.len());
-        enc.put(self.data);
     }
 }
 
@@ -242,6 +254,10 @@ mod tests {
         let mut again = b"kept".to_vec();
         view.encode_into(&mut again).unwrap();
         assert_eq!(again[4..], bytes[..], "appended after what the buffer held");
+        let mut fixed = Vec::new();
+        view.encode_fixed_into(&mut fixed).unwrap();
+        fixed.extend_from_slice(view.data);
+        assert_eq!(fixed, bytes, "the fixed part, then the data");
         let mut trailing = bytes.clone();
         trailing.extend_from_slice(b"ignored");
         assert_eq!(PWriteData::decode(&trailing), Ok(view));
