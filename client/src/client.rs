@@ -270,8 +270,8 @@ impl Inner {
 
     /// PRead into `dest`: over a channel the data goes from the window straight into
     /// `dest`; over the socket, from the kernel's socket buffer (`recv_split`). The outer
-    /// result is the call's
-    /// (as [`Inner::call_with`]'s), the inner one the bytes read or a bad response.
+    /// result is the call's (as [`Inner::call_with`]'s), the inner one the bytes read or a
+    /// bad response.
     pub(crate) fn pread_into(&self, req: &PReadReq, dest: &mut [u8]) -> Result<Result<usize>> {
         if !self.supports(Mid::PRead) {
             return Err(Error::local(Errno::EOPNOTSUPP));
@@ -490,7 +490,6 @@ const SPLIT_READ_MIN: usize = 256 * 1024;
 /// other, so the read takes about one piece's time more than the copying alone.
 const SPLIT_READ_PIECES: usize = 4;
 
-/// Encodes a request into `buf` and checks it against the server's limit.
 /// A request as this client sends it: any request type, or a borrowed form of one.
 pub(crate) trait Encode {
     /// The request type it travels as (its MID and its response).
@@ -529,6 +528,7 @@ impl Encode for PWriteFrom<'_> {
     }
 }
 
+/// Encodes a request into `buf` and checks it, with its tail, against the server's limit.
 fn encode_request<E: Encode>(buf: &mut Vec<u8>, max: u32, req: &E) -> Result<()> {
     buf.clear();
     // The only encode failure is a string or list too long for its length prefix.

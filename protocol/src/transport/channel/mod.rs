@@ -452,7 +452,7 @@ impl Channel {
         }
     }
 
-    /// Writes a message into the window and hands over the turn.
+    /// Writes `bytes` at the start of the data area (the handshake's JSON).
     fn put(&mut self, bytes: &[u8]) -> Result<(), ChannelError> {
         self.endpoint
             .window
