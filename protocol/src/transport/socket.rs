@@ -246,13 +246,7 @@ impl FramedSocket {
         let buffered = (self.end - self.start).min(rest);
         dest[..buffered].copy_from_slice(&self.buf[self.start..self.start + buffered]);
         self.start += buffered;
-        read_exact(&self.fd, &mut dest[buffered..rest]).map_err(|err| match err {
-            SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
-                received: head + buffered + received,
-                expected: len,
-            },
-            err => err,
-        })?;
+        read_payload_end(&self.fd, &mut dest[buffered..rest], len)?;
         let frame = Frame {
             mid,
             payload: &self.buf[payload],
@@ -417,13 +411,7 @@ impl FramedSocket {
         }
         self.compact(len);
         let end = self.start + len;
-        read_exact(&self.fd, &mut self.buf[self.end..end]).map_err(|err| match err {
-            SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
-                received: have + received,
-                expected: len,
-            },
-            err => err,
-        })?;
+        read_payload_end(&self.fd, &mut self.buf[self.end..end], len)?;
         self.end = end;
         Ok(())
     }
@@ -485,6 +473,19 @@ fn read_exact(fd: &OwnedFd, buf: &mut [u8]) -> Result<(), SocketError> {
         got += n;
     }
     Ok(())
+}
+
+/// [`read_exact`] for the last `buf.len()` bytes of a `len`-byte payload whose start is
+/// in hand: an early end says how much of the whole payload came.
+fn read_payload_end(fd: &OwnedFd, buf: &mut [u8], len: usize) -> Result<(), SocketError> {
+    let had = len - buf.len();
+    read_exact(fd, buf).map_err(|err| match err {
+        SocketError::UnexpectedEof { received, .. } => SocketError::UnexpectedEof {
+            received: had + received,
+            expected: len,
+        },
+        err => err,
+    })
 }
 
 fn retry_intr<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
