@@ -550,12 +550,9 @@ fn exchange<E: Encode, T>(
     send_request(conn, max, req)?;
     match conn.sock.recv(max, E::As::MID.response_fds()) {
         Ok(frame) => decode_response::<E::As, T>(frame, decode),
-        Err(err) => {
-            // Includes an oversized response: its payload is still in the stream. After a
-            // timeout the late response may still arrive, so the stream is out of sync too.
-            conn.broken = true;
-            Err(socket_failure(err))
-        }
+        // Includes an oversized response: its payload is still in the stream. After a
+        // timeout the late response may still arrive, so the stream is out of sync too.
+        Err(err) => Err(broken(conn, err)),
     }
 }
 
@@ -566,11 +563,16 @@ fn send_request<E: Encode>(conn: &mut Conn, max: u32, req: &E) -> Result<()> {
     }
     encode_request(&mut conn.buf, max, req)?;
     let parts = [&conn.buf[..], req.tail()];
-    if let Err(err) = conn.sock.send_parts(E::As::MID.as_u16(), parts, &[]) {
-        conn.broken = true;
-        return Err(socket_failure(err));
-    }
-    Ok(())
+    conn.sock
+        .send_parts(E::As::MID.as_u16(), parts, &[])
+        .map_err(|err| broken(conn, err))
+}
+
+/// Marks the connection unusable after `err`, which left the stream out of step, and
+/// says why.
+fn broken(conn: &mut Conn, err: SocketError) -> Error {
+    conn.broken = true;
+    socket_failure(err)
 }
 
 /// [`exchange`] for a PRead, the data read from the socket straight into `dest` (results
@@ -587,22 +589,25 @@ fn pread_on_socket(
         Ok((frame, Some(room))) => {
             let mut header = [0u8; PReadResp::HEADER_SIZE];
             header.copy_from_slice(frame.payload);
-            let n = usize::try_from(u64::from_le_bytes(header)).unwrap_or(usize::MAX);
-            if n > room {
-                let what = format!("PRead response claims {n} bytes in {room}");
-                return Ok(Err(Error::protocol(Errno::EIO, what)));
-            }
-            Ok(Ok(n))
+            Ok(pread_count(header, room))
         }
         Ok((frame, None)) => {
             decode_response::<PReadReq, _>(frame, |payload| Ok(read_into(dest, payload)))
                 .map(|(read, _)| read)
         }
-        Err(err) => {
-            conn.broken = true;
-            Err(socket_failure(err))
-        }
+        Err(err) => Err(broken(conn, err)),
     }
+}
+
+/// The byte count a PRead response's `header` gives, checked against the `room` its data
+/// has after it.
+fn pread_count(header: [u8; PReadResp::HEADER_SIZE], room: usize) -> Result<usize> {
+    let n = usize::try_from(u64::from_le_bytes(header)).unwrap_or(usize::MAX);
+    if n > room {
+        let what = format!("PRead response claims {n} bytes in {room}");
+        return Err(Error::protocol(Errno::EIO, what));
+    }
+    Ok(n)
 }
 
 /// The transport error for a failed socket call. The socket blocks, so `EAGAIN` can only
@@ -697,11 +702,7 @@ fn read_in_place(dest: &mut [u8], incoming: &Incoming<'_>) -> Result<usize> {
     incoming
         .copy_to(0, &mut header)
         .map_err(|_| bad(format!("PRead response of {} bytes", incoming.len())))?;
-    let room = incoming.len() - PReadResp::HEADER_SIZE;
-    let n = usize::try_from(u64::from_le_bytes(header)).unwrap_or(usize::MAX);
-    if n > room {
-        return Err(bad(format!("PRead response claims {n} bytes in {room}")));
-    }
+    let n = pread_count(header, incoming.len() - PReadResp::HEADER_SIZE)?;
     let Some(dest) = dest.get_mut(..n) else {
         return Err(bad(format!("PRead of {} bytes returned {n}", dest.len())));
     };
