@@ -156,10 +156,14 @@ fn open_flags_rewritten_while_the_server_reads_them_never_give_write_access_on_a
             );
         }
         let open = decode::<OpenAtResp>(frame.payload).unwrap().open_fd;
+        // On the socket: in the window the flipper would rewrite the FDID's upper half,
+        // and the OpenFds left open would end in EMFILE.
         let close = encode(&CloseReq { fds: vec![open] }).unwrap();
-        channel
-            .call(Mid::Close.as_u16(), &close, 0, MAX_MESSAGE_SIZE as usize)
-            .unwrap();
+        sock.send(Mid::Close.as_u16(), &close, &[]).unwrap();
+        assert_eq!(
+            sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().mid,
+            Mid::Close.as_u16()
+        );
     }
     stop.store(true, Ordering::Relaxed);
     flip.join().unwrap();
