@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::transport::socket::{FramedSocket, SocketError};
-use crate::wire::{AnyRequest, AnyResponse, Mid, PWriteData};
+use crate::wire::{AnyRequest, AnyResponse, Mid, PWriteData, PWriteHead};
 
 /// Splits `data` into a MID (first two bytes, little-endian) and a payload.
 fn mid_and_payload(data: &[u8]) -> Option<(Mid, &[u8])> {
@@ -30,10 +30,19 @@ pub fn decode_request(data: &[u8]) {
         assert_eq!(req.mid(), mid);
         assert_eq!(again[..], payload[..again.len()], "non-canonical decode");
     }
-    // The server decodes PWrite in place: it must accept and read exactly what the
-    // owned decoder does.
+    // Clients encode PWrite from borrowed data, and the server reads its fixed part alone
+    // and takes the data after it: both must accept and read exactly what the owned
+    // decoder does.
     if mid == Mid::PWrite {
         let view = PWriteData::decode(payload).ok();
+        let by_head = PWriteHead::decode(payload)
+            .ok()
+            .filter(|head| head.len() <= payload.len() - PWriteHead::SIZE)
+            .map(|head| PWriteData {
+                offset: head.offset,
+                fd: head.fd,
+                data: &payload[PWriteHead::SIZE..][..head.len()],
+            });
         let owned = match decoded {
             Ok(AnyRequest::PWrite(req)) => Some(req),
             _ => None,
@@ -49,6 +58,7 @@ pub fn decode_request(data: &[u8]) {
             same,
             "PWrite decoded in place differs: {view:?} against {owned:?}"
         );
+        assert_eq!(by_head, view, "PWrite read by its fixed part differs");
     }
 }
 

@@ -94,6 +94,64 @@ fn calls_round_trip_with_their_mids_payloads_and_fds() {
 }
 
 #[test]
+fn a_split_request_leaves_its_rest_in_the_window_for_the_kernel_to_write() {
+    let (mut server, resp, memfd, sock) = create();
+    let serving = thread::spawn(move || {
+        server.accept().unwrap();
+        let file = tempfile::tempfile().unwrap();
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let (frame, mut reply) = server.next_request_split(Some((9, 4))).unwrap();
+            let (mid, head, rest) = (frame.mid, frame.payload.to_vec(), reply.request_rest());
+            if rest > 0 {
+                // More than was left is refused; the first `rest - 1` bytes go from the
+                // window to the file, and the first one is copied out.
+                assert!(reply
+                    .pwrite_from_request(rest + 1, file.as_fd(), 0)
+                    .is_err());
+                assert!(reply.copy_request_rest(&mut vec![0; rest + 1]).is_err());
+                let mut first = [0u8; 1];
+                reply.copy_request_rest(&mut first).unwrap();
+                let n = reply
+                    .pwrite_from_request(rest - 1, file.as_fd(), 0)
+                    .unwrap();
+                assert_eq!(n, rest - 1);
+                let mut written = vec![0u8; n];
+                file.read_exact_at(&mut written, 0).unwrap();
+                seen.push((mid, head.clone(), written, first[0]));
+            } else {
+                seen.push((mid, head.clone(), Vec::new(), 0));
+            }
+            // The answer is written over the rest, which is then gone.
+            reply.write_payload(0, b"ok").unwrap();
+            assert_eq!(reply.request_rest(), 0);
+            reply.send_in_place(mid + 1, 2).unwrap();
+        }
+        seen
+    });
+    let mut client = Channel::open(&resp, &memfd, sock, SpinPolicy::default()).unwrap();
+    client.connect().unwrap();
+    for (mid, payload) in [
+        (9, &b"headxyz"[..]), // split: "head", then "xyz" in the window
+        (9, b"hd"),           // shorter than the head: copied whole
+        (7, b"headxyz"),      // another MID: copied whole
+        (9, b"HEADab"),
+    ] {
+        let frame = client.call(mid, payload, 0, MAX).unwrap();
+        assert_eq!((frame.mid, frame.payload), (mid + 1, &b"ok"[..]));
+    }
+    assert_eq!(
+        serving.join().unwrap(),
+        [
+            (9, b"head".to_vec(), b"xy".to_vec(), b'x'),
+            (9, b"hd".to_vec(), Vec::new(), 0),
+            (7, b"headxyz".to_vec(), Vec::new(), 0),
+            (9, b"HEAD".to_vec(), b"a".to_vec(), b'a'),
+        ]
+    );
+}
+
+#[test]
 fn requests_started_on_two_channels_are_answered_on_each() {
     let mut clients = Vec::new();
     let mut shutdowns = Vec::new();

@@ -314,6 +314,15 @@ pub trait Backend: Send + Sync + 'static {
         None
     }
 
+    /// A host FD whose `pwrite(2)` does exactly what [`Backend::write`] does on `open`, so
+    /// that the server may have the kernel write a PWrite's data straight from a channel's
+    /// window. `None` (the default): the server always calls `write`. A backend that looks
+    /// at the data it writes (a hook's wrapper) must leave this `None`: the bytes in the
+    /// window are the peer's to change until the kernel has copied them.
+    fn write_fd<'a>(&self, open: &'a Self::Open) -> Option<BorrowedFd<'a>> {
+        None
+    }
+
     /// Reads at `offset` into `buf`; 0 means end of file (PRead).
     fn read(&self, open: &Self::Open, offset: u64, buf: &mut [u8]) -> BResult<usize> {
         Err(Errno::ENOSYS)

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use lisafs_protocol::transport::channel::{Channel, ChannelError, ChannelShutdown};
-use lisafs_protocol::wire::{AnyResponse, Errno, MAX_MESSAGE_SIZE};
+use lisafs_protocol::wire::{AnyResponse, Errno, Mid, PWriteHead, MAX_MESSAGE_SIZE};
 
 use crate::backend::Backend;
 use crate::connection::{Connection, Reply};
@@ -79,8 +79,10 @@ impl<B: Backend> Connection<B> {
 /// Serves one channel until it is shut down or broken.
 fn serve_channel<B: Backend>(conn: &Connection<B>, mut channel: Channel) {
     let mut out = Vec::new();
+    // A PWrite's data stays in the window: the kernel writes it to the file from there.
+    let split = Some((Mid::PWrite.as_u16(), PWriteHead::SIZE));
     let result = channel.accept().and_then(|()| loop {
-        let (frame, mut reply) = channel.next_request()?;
+        let (frame, mut reply) = channel.next_request_split(split)?;
         let answer = conn.handle(frame.mid, frame.payload, &mut out, Some(&mut reply));
         let sent = match answer.in_place {
             Some(len) => reply.send_in_place(answer.mid, len),

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use lisafs_protocol::transport::channel;
 use lisafs_protocol::wire::{
-    encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, PWriteData, MAX_MESSAGE_SIZE,
+    encode_into, AnyRequest, AnyResponse, Errno, ErrorResp, FdId, Mid, PWriteHead, MAX_MESSAGE_SIZE,
 };
 use parking_lot::Mutex;
 
@@ -19,6 +19,7 @@ use crate::backend::{Backend, SharedFd};
 use crate::channels::Running;
 use crate::context::{self, Peer, RequestContext};
 use crate::fd_table::{BoundSocketFd, ControlFd, FdEntry, FdTable, OpenFd};
+use crate::handlers::io::WriteData;
 use crate::metrics::Pending;
 use crate::server::Server;
 use crate::walk_cache::WalkCache;
@@ -130,9 +131,15 @@ impl<B: Backend> Connection<B> {
         window: Option<&mut channel::Reply<'_>>,
     ) -> Result<(u16, Vec<SharedFd>, Option<usize>), Errno> {
         if raw_mid == Mid::PWrite.as_u16() {
-            // The data is written from where the request arrived: no copy in between.
-            let req = self.check_pwrite(payload)?;
-            let resp = guarded(Mid::PWrite, || self.pwrite(req))?;
+            // The data is written from where the request arrived, the receive buffer or
+            // (the channel thread left it there) the window: no copy in between.
+            let in_window = window.as_ref().map_or(0, |reply| reply.request_rest());
+            let head = self.check_pwrite(payload, in_window)?;
+            let data = match window {
+                Some(reply) if in_window > 0 => WriteData::Window(reply),
+                _ => WriteData::Copied(&payload[PWriteHead::SIZE..][..head.len()]),
+            };
+            let resp = guarded(Mid::PWrite, || self.pwrite(head, data, out))?;
             out.clear();
             encode_into(&resp, out).map_err(|_| Errno::EIO)?;
             return Ok((raw_mid, Vec::new(), None));
@@ -169,15 +176,19 @@ impl<B: Backend> Connection<B> {
         Ok((mid, req))
     }
 
-    /// A PWrite request, its data borrowed from `payload`, if the connection may run it
-    /// now: [`check`](Self::check)'s rules (PWrite carries no owner for an ID map).
-    fn check_pwrite<'a>(&self, payload: &'a [u8]) -> Result<PWriteData<'a>, Errno> {
+    /// A PWrite request's fixed part, if the connection may run it now:
+    /// [`check`](Self::check)'s rules (PWrite carries no owner for an ID map). Its data
+    /// follows it in `payload`, or `in_window` bytes were left in a channel's window.
+    fn check_pwrite(&self, payload: &[u8], in_window: usize) -> Result<PWriteHead, Errno> {
         self.admit(Mid::PWrite.as_u16())?;
-        let req = PWriteData::decode(payload).map_err(|_| Errno::EIO)?;
+        let head = PWriteHead::decode(payload).map_err(|_| Errno::EIO)?;
+        if head.len() > payload.len() - PWriteHead::SIZE + in_window {
+            return Err(Errno::EIO);
+        }
         if self.server.options().readonly {
             return Err(Errno::EROFS);
         }
-        Ok(req)
+        Ok(head)
     }
 
     /// The MID of a request the connection may run now: known, supported, and Mount

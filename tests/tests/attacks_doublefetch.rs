@@ -6,7 +6,8 @@
 //! window once and validates only its copy, so whatever mix it copied is judged as a whole.
 //! Would catch: a server that validates the name in shared memory and then uses it (a
 //! directory `x` beside the root), or checks the access mode before copying (a writable
-//! FD on a read-only share).
+//! FD on a read-only share). A PWrite's data, which the server writes from the window
+//! itself, is the one part it does not copy: its count, flipping, is judged once.
 
 // Test helpers fail by panicking, like the tests themselves.
 #![allow(clippy::unwrap_used)]
@@ -172,4 +173,72 @@ fn open_flags_rewritten_while_the_server_reads_them_never_give_write_access_on_a
         "opened {opened}, refused {refused}"
     );
     assert_eq!(fs::read(gofer.root().join("f")).unwrap(), b"original");
+}
+
+/// A PWrite's data is written from the window, where the client may still change it; its
+/// fixed part is copied out once. With the count flipping among 10 (the data's length), 4,
+/// 11 and 2^32 − 1, each write is judged by the count the server copied: 10 or 4 bytes
+/// written, or EIO for a count beyond the data. Would catch: a server that checks one
+/// copy of the count and writes with another read of it (bytes beyond the request in the
+/// file: its length over 10), or that trusts a count larger than the window holds.
+#[test]
+fn a_pwrite_count_rewritten_while_the_server_reads_it_never_writes_past_the_request() {
+    let gofer = Gofer::start(GOFER, &[]);
+    fs::write(gofer.root().join("f"), b"").unwrap();
+    let (mut sock, root) = gofer.mounted_raw();
+    let walk = WalkReq {
+        dir_fd: root,
+        path: vec![SizedString::from("f")],
+    };
+    sock.send(Mid::Walk.as_u16(), &encode(&walk).unwrap(), &[])
+        .unwrap();
+    let walked = decode::<WalkResp>(sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().payload).unwrap();
+    let open = OpenAtReq {
+        fd: walked.inodes[0].control_fd,
+        flags: 2, // O_RDWR
+        _pad: 0,
+    };
+    sock.send(Mid::OpenAt.as_u16(), &encode(&open).unwrap(), &[])
+        .unwrap();
+    let opened = decode::<OpenAtResp>(sock.recv(MAX_MESSAGE_SIZE, 1).unwrap().payload).unwrap();
+    let (mut channel, window) = open_channel(&mut sock);
+    let req = encode(&PWriteReq {
+        offset: 0,
+        fd: opened.open_fd,
+        data: b"0123456789".to_vec(),
+    })
+    .unwrap();
+    // The count follows the offset and the FDID.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writes = [10_u32, 4, 11, u32::MAX]
+        .iter()
+        .map(|count| (PAYLOAD + 16, count.to_le_bytes().to_vec()))
+        .collect();
+    let flip = flipper(window, writes, Arc::clone(&stop));
+    let (mut whole, mut short, mut refused) = (0, 0, 0);
+    for _ in 0..ROUNDS / 4 {
+        let frame = channel
+            .call(Mid::PWrite.as_u16(), &req, 0, MAX_MESSAGE_SIZE as usize)
+            .unwrap();
+        if frame.mid == 0 {
+            assert_eq!(
+                decode::<ErrorResp>(frame.payload).unwrap().errno,
+                Errno::EIO
+            );
+            refused += 1;
+            continue;
+        }
+        match decode::<PWriteResp>(frame.payload).unwrap().count {
+            10 => whole += 1,
+            4 => short += 1,
+            count => panic!("a write of {count} bytes"),
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    flip.join().unwrap();
+    eprintln!("{whole} whole, {short} short, {refused} refused");
+    assert!(whole + short > 0, "no PWrite ever succeeded");
+    let content = fs::read(gofer.root().join("f")).unwrap();
+    assert!(content.len() <= 10, "{} bytes in the file", content.len());
+    assert_eq!(content, b"0123456789"[..content.len()]);
 }

@@ -149,6 +149,54 @@ fn reads_over_a_channel_arrive_whole_and_match_the_socket() {
     );
 }
 
+/// The gofer writes a PWrite's data to the file straight from the window: what lands
+/// must be exactly what the socket path writes, chunk by chunk, at every offset.
+#[test]
+fn writes_over_a_channel_land_whole_and_match_the_socket() {
+    let gofer = Gofer::start(GOFER, &[]);
+    let content: Vec<u8> = (0..5_000_011u32)
+        .map(|i| (i * 13 + i / 4091).to_le_bytes()[0])
+        .collect();
+    let socket_only = ClientOptions {
+        channels: 0,
+        ..Default::default()
+    };
+    let on_socket = Client::connect_with(gofer.socket(), socket_only).unwrap();
+    let on_channels = gofer.client();
+    assert!(content.len() > 2 * on_channels.max_message_size() as usize);
+    for (name, client) in [("c", &on_channels), ("s", &on_socket)] {
+        fs::write(gofer.root().join(name), b"").unwrap();
+        let (_, inodes) = client.root().walk(&[name]).unwrap();
+        let opened = inodes[0].fd.open_at(2).unwrap();
+        // Several message-sized chunks, then small writes over the middle and past the end.
+        assert_eq!(opened.fd.pwrite(0, &content).unwrap(), content.len());
+        assert_eq!(opened.fd.pwrite(1_234_567, b"patch").unwrap(), 5);
+        assert_eq!(
+            opened.fd.pwrite(content.len() as u64 + 3, b"tail").unwrap(),
+            4
+        );
+        assert_eq!(opened.fd.pwrite(7, b"").unwrap(), 0);
+        let (_, inodes) = client.root().walk(&[name]).unwrap();
+        let read_only = inodes[0].fd.open_at(0).unwrap();
+        assert_eq!(
+            lisafs_tests::errno(read_only.fd.pwrite(0, b"no")),
+            Errno::EBADF
+        );
+    }
+    let mut want = content.clone();
+    want[1_234_567..1_234_572].copy_from_slice(b"patch");
+    want.extend_from_slice(b"\0\0\0tail");
+    for name in ["c", "s"] {
+        let got = fs::read(gofer.root().join(name)).unwrap();
+        assert!(got == want, "{name}: the file differs");
+    }
+    assert_eq!(
+        on_channels.idle_channels(),
+        ClientOptions::default().channels,
+        "a channel was lost"
+    );
+}
+
 #[test]
 fn callers_get_eio_not_a_hang_when_the_gofer_dies() {
     let mut gofer = Gofer::start(GOFER, &[]);

@@ -378,6 +378,11 @@ impl Backend for HostBackend {
         (open.kind() == FileKind::Regular && open.readable()).then(|| open.as_fd())
     }
 
+    /// Files opened for writing: `write` is a plain `pwrite` of them.
+    fn write_fd<'a>(&self, open: &'a HostOpen) -> Option<BorrowedFd<'a>> {
+        open.writable().then(|| open.as_fd())
+    }
+
     fn read(&self, open: &HostOpen, offset: u64, buf: &mut [u8]) -> BResult<usize> {
         io::read(open, offset, buf)
     }

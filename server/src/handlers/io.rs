@@ -2,7 +2,7 @@
 
 use lisafs_protocol::transport::channel::Reply;
 use lisafs_protocol::wire::{
-    Errno, FAllocateReq, FAllocateResp, PReadReq, PReadResp, PWriteData, PWriteResp,
+    Errno, FAllocateReq, FAllocateResp, PReadReq, PReadResp, PWriteHead, PWriteResp,
     MAX_MESSAGE_SIZE,
 };
 
@@ -10,17 +10,44 @@ use crate::backend::Backend;
 use crate::channels::channel_errno;
 use crate::connection::Connection;
 
+/// Where a PWrite's data is.
+pub(crate) enum WriteData<'a, 'w> {
+    /// After the fixed part in the request as received, exactly the count.
+    Copied(&'a [u8]),
+    /// Left in a channel's window ([`Reply::request_rest`]), at least the count.
+    Window(&'a Reply<'w>),
+}
+
 impl<B: Backend> Connection<B> {
-    pub(crate) fn pwrite(&self, req: PWriteData<'_>) -> Result<PWriteResp, Errno> {
-        let fd = self.open_fd(req.fd)?;
+    /// PWrite. Data left in a channel's window goes from there to the host FD when the
+    /// backend has one ([`Backend::write_fd`]); otherwise it is copied into `scratch`
+    /// first, so that the backend sees bytes the peer can no longer change.
+    pub(crate) fn pwrite(
+        &self,
+        head: PWriteHead,
+        data: WriteData<'_, '_>,
+        scratch: &mut Vec<u8>,
+    ) -> Result<PWriteResp, Errno> {
+        let fd = self.open_fd(head.fd)?;
         if !fd.writable {
             return Err(Errno::EBADF);
         }
         let _node = fd.control.node.lock.write();
-        let count = self
-            .server
-            .backend()
-            .write(&fd.open, req.offset, req.data)?;
+        let backend = self.server.backend();
+        let count = match data {
+            WriteData::Copied(bytes) => backend.write(&fd.open, head.offset, bytes)?,
+            WriteData::Window(reply) => match backend.write_fd(&fd.open) {
+                Some(host) => reply
+                    .pwrite_from_request(head.len(), host, head.offset)
+                    .map_err(channel_errno)?,
+                None => {
+                    scratch.clear();
+                    scratch.resize(head.len(), 0);
+                    reply.copy_request_rest(scratch).map_err(channel_errno)?;
+                    backend.write(&fd.open, head.offset, scratch)?
+                }
+            },
+        };
         let count = count as u64;
         if let Some(metrics) = self.server.metrics() {
             metrics.add_written(count);

@@ -5,7 +5,8 @@
 //! state word the sides take turns on, and the data length), then the data area: the
 //! 4-byte [`ChannelHeader`] and the payload. One RPC is: the client writes the request and
 //! hands the turn to the server; the server copies the request out (the client may still
-//! be scribbling on it), handles it, sends any FDs on the side socket, writes the response
+//! be scribbling on it; only a PWrite's data stays, for the kernel to write to the file
+//! from the window), handles it, sends any FDs on the side socket, writes the response
 //! and hands the turn back.
 //!
 //! - `shm`: the mapping; the only `unsafe` in this crate.
@@ -94,11 +95,16 @@ pub struct NewChannel {
     pub donate: [OwnedFd; 2],
 }
 
-/// Server: the answer to one request, sent on the channel it came from.
+/// Server: the answer to one request, sent on the channel it came from; and the part of
+/// the request [`Channel::next_request_split`] left in the window, until the answer is
+/// written over it.
 #[derive(Debug)]
 pub struct Reply<'a> {
     endpoint: &'a Endpoint,
     fd_socket: BorrowedFd<'a>,
+    /// The request's payload bytes still in the window: where they start in the data
+    /// area, and how many.
+    rest: (usize, usize),
 }
 
 impl Reply<'_> {
@@ -118,6 +124,48 @@ impl Reply<'_> {
         self.put_message(mid, payload, sent)
     }
 
+    /// Bytes of the request's payload that [`Channel::next_request_split`] left in the
+    /// window (0 for a request copied out whole, or once the answer is being written).
+    pub fn request_rest(&self) -> usize {
+        self.rest.1
+    }
+
+    /// Writes the first `len` bytes of the request's payload left in the window to `fd` at
+    /// `offset` (`pwrite(2)`); returns the bytes written. The kernel copies them straight
+    /// from the window, so they cross no buffer of ours; the peer may change them until
+    /// then, and the file gets what it left there (they are never looked at). `EINVAL`
+    /// for more than was left.
+    pub fn pwrite_from_request(
+        &self,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<usize, ChannelError> {
+        let at = self.rest_start(len)?;
+        self.endpoint
+            .window
+            .pwrite_from(at, len, fd, offset)
+            .map_err(ChannelError::Io)
+    }
+
+    /// Copies the first `dst.len()` bytes of the request's payload left in the window into
+    /// `dst`; `EINVAL` for more than was left.
+    pub fn copy_request_rest(&self, dst: &mut [u8]) -> Result<(), ChannelError> {
+        let at = self.rest_start(dst.len())?;
+        self.endpoint
+            .window
+            .read_data(at, dst)
+            .map_err(ChannelError::Io)
+    }
+
+    /// Where the request's rest starts in the data area, if `len` bytes of it are left.
+    fn rest_start(&self, len: usize) -> Result<usize, ChannelError> {
+        match len <= self.rest.1 {
+            true => Ok(self.rest.0),
+            false => Err(ChannelError::Io(rustix::io::Errno::INVAL)),
+        }
+    }
+
     /// Reads up to `len` bytes of `fd` from `offset` straight into the payload area,
     /// `at` bytes into the payload, for [`Reply::send_in_place`]; returns the bytes read.
     /// File data then crosses no buffer of ours. Nothing is sent yet.
@@ -128,6 +176,7 @@ impl Reply<'_> {
         fd: BorrowedFd<'_>,
         offset: u64,
     ) -> Result<usize, ChannelError> {
+        self.rest = (0, 0);
         self.endpoint
             .window
             .pread_into(ChannelHeader::SIZE + at, len, fd, offset)
@@ -136,6 +185,7 @@ impl Reply<'_> {
 
     /// Copies `bytes` into the payload area, `at` bytes into the payload.
     pub fn write_payload(&mut self, at: usize, bytes: &[u8]) -> Result<(), ChannelError> {
+        self.rest = (0, 0);
         self.endpoint
             .window
             .write_data(ChannelHeader::SIZE + at, bytes)
@@ -389,15 +439,7 @@ impl Channel {
         }
         let len = self.endpoint.wait()?;
         self.awaiting = false;
-        if len < ChannelHeader::SIZE {
-            return Err(ChannelError::Protocol("message shorter than its header"));
-        }
-        let mut raw = [0u8; ChannelHeader::SIZE];
-        self.endpoint
-            .window
-            .read_data(0, &mut raw)
-            .map_err(ChannelError::Io)?;
-        let header: ChannelHeader = zerocopy::transmute!(raw);
+        let header = self.header(len)?;
         let len = len - ChannelHeader::SIZE;
         if len > max_payload {
             return Err(ChannelError::TooLarge {
@@ -435,20 +477,40 @@ impl Channel {
     /// the client can no longer change it while it is decoded, with the [`Reply`] that
     /// answers it.
     pub fn next_request(&mut self) -> Result<(Frame<'_>, Reply<'_>), ChannelError> {
+        self.next_request_split(None)
+    }
+
+    /// Server: [`Channel::next_request`], except that of a request under `split`'s MID
+    /// only the first `split.1` payload bytes are copied out: the rest stays in the window
+    /// for [`Reply::pwrite_from_request`] or [`Reply::copy_request_rest`] (a PWrite's
+    /// data, which is written, never looked at).
+    pub fn next_request_split(
+        &mut self,
+        split: Option<(u16, usize)>,
+    ) -> Result<(Frame<'_>, Reply<'_>), ChannelError> {
         let len = self.endpoint.wait()?;
-        let (header, _) = self.copy_out(len)?;
+        let header = self.header(len)?;
+        let payload = len - ChannelHeader::SIZE;
+        let copied = match split {
+            Some((mid, head)) if mid == header.mid => payload.min(head),
+            _ => payload,
+        };
+        self.copy_into_buf(ChannelHeader::SIZE, copied)?;
+        let mut reply = self.reply();
+        reply.rest = (ChannelHeader::SIZE + copied, payload - copied);
         let frame = Frame {
             mid: header.mid,
-            payload: &self.buf[ChannelHeader::SIZE..len],
+            payload: &self.buf[..copied],
             fds: Vec::new(),
         };
-        Ok((frame, self.reply()))
+        Ok((frame, reply))
     }
 
     fn reply(&self) -> Reply<'_> {
         Reply {
             endpoint: &self.endpoint,
             fd_socket: self.fd_socket.as_fd(),
+            rest: (0, 0),
         }
     }
 
@@ -463,29 +525,31 @@ impl Channel {
     /// Waits for the turn and returns the data area's bytes, copied out.
     fn take(&mut self) -> Result<&[u8], ChannelError> {
         let len = self.endpoint.wait()?;
-        self.copy_into_buf(len)?;
+        self.copy_into_buf(0, len)?;
         Ok(&self.buf[..len])
     }
 
-    /// Copies a message of `len` bytes out and parses its header.
-    fn copy_out(&mut self, len: usize) -> Result<(ChannelHeader, usize), ChannelError> {
+    /// The header of a message of `len` bytes, copied out.
+    fn header(&self, len: usize) -> Result<ChannelHeader, ChannelError> {
         if len < ChannelHeader::SIZE {
             return Err(ChannelError::Protocol("message shorter than its header"));
         }
-        self.copy_into_buf(len)?;
         let mut raw = [0u8; ChannelHeader::SIZE];
-        raw.copy_from_slice(&self.buf[..ChannelHeader::SIZE]);
-        let header: ChannelHeader = zerocopy::transmute!(raw);
-        Ok((header, len))
+        self.endpoint
+            .window
+            .read_data(0, &mut raw)
+            .map_err(ChannelError::Io)?;
+        Ok(zerocopy::transmute!(raw))
     }
 
-    fn copy_into_buf(&mut self, len: usize) -> Result<(), ChannelError> {
+    /// Copies `len` bytes of the data area from `at` to the start of the receive buffer.
+    fn copy_into_buf(&mut self, at: usize, len: usize) -> Result<(), ChannelError> {
         if self.buf.len() < len {
             self.buf.resize(len, 0);
         }
         self.endpoint
             .window
-            .read_data(0, &mut self.buf[..len])
+            .read_data(at, &mut self.buf[..len])
             .map_err(ChannelError::Io)
     }
 }

@@ -1,15 +1,14 @@
 //! The mapped packet window: the only `unsafe` in the protocol crate.
 //!
 //! The window is shared with the peer process, which may be hostile and may write to it at
-//! any moment. So no Rust reference to window memory is ever created except the two
-//! `AtomicU32` control words and, for the length of one `pread(2)`, the byte range the
-//! kernel reads file data into ([`Window::pread_into`]); payload bytes otherwise move only
-//! by copying through raw pointers into or out of our own buffers, and what is copied out
-//! is validated after the copy.
+//! any moment. So no Rust reference to window memory is ever created except the
+//! `AtomicU32` control words: payload bytes move only by copying through raw pointers into
+//! or out of our own buffers, and what is copied out is validated after the copy, or by
+//! the kernel, which `pread(2)` and `pwrite(2)` (through `libc`: rustix takes slices)
+//! hand raw pointers into the window ([`Window::pread_into`], [`Window::pwrite_from`]).
 #![allow(unsafe_code)] // Reason: mmap of a shared memfd, and access to memory another process writes.
 
-use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 use std::sync::atomic::AtomicU32;
 
@@ -152,25 +151,36 @@ impl Window {
         offset: u64,
     ) -> Result<usize, Errno> {
         self.check(at.checked_add(len).ok_or(Errno::INVAL)?)?;
-        // SAFETY: `check` keeps the range inside the mapping, which outlives this call.
-        // `MaybeUninit<u8>` has no validity invariant, so bytes the peer may write into
-        // the range at any time cannot make it invalid; only the kernel writes through
-        // this slice, and the bytes it returns are never read by us, only counted.
-        let area = unsafe {
-            std::slice::from_raw_parts_mut(
-                self.base
-                    .as_ptr()
-                    .wrapping_add(DATA_OFFSET + at)
-                    .cast::<MaybeUninit<u8>>(),
-                len,
-            )
-        };
-        loop {
-            match rustix::io::pread(fd, &mut *area, offset) {
-                Err(Errno::INTR) => continue,
-                result => return result.map(|(read, _)| read.len()),
-            }
-        }
+        let offset = i64::try_from(offset).map_err(|_| Errno::INVAL)?;
+        let area = self.base.as_ptr().wrapping_add(DATA_OFFSET + at);
+        retry(|| {
+            // SAFETY: `check` keeps `len` bytes from `area` inside the mapping, which
+            // outlives the call; the kernel writes them, and we never read them, only
+            // count them. No Rust reference to them exists.
+            unsafe { libc::pread(fd.as_raw_fd(), area.cast(), len, offset) }
+        })
+    }
+
+    /// Writes `len` bytes of the data area at `at` to `fd` at `offset` (`pwrite(2)`,
+    /// retried on `EINTR`): the kernel copies them straight from the window. Returns the
+    /// bytes written.
+    pub(crate) fn pwrite_from(
+        &self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        offset: u64,
+    ) -> Result<usize, Errno> {
+        self.check(at.checked_add(len).ok_or(Errno::INVAL)?)?;
+        let offset = i64::try_from(offset).map_err(|_| Errno::INVAL)?;
+        let area = self.base.as_ptr().wrapping_add(DATA_OFFSET + at);
+        retry(|| {
+            // SAFETY: `check` keeps `len` bytes from `area` inside the mapping, which
+            // outlives the call; only the kernel reads them. The peer may change them
+            // meanwhile, and the file then gets what it left there: its own data to
+            // choose. No Rust reference to them exists.
+            unsafe { libc::pwrite(fd.as_raw_fd(), area.cast_const().cast(), len, offset) }
+        })
     }
 
     fn check(&self, end: usize) -> Result<(), Errno> {
@@ -178,6 +188,19 @@ impl Window {
             return Err(Errno::INVAL);
         }
         Ok(())
+    }
+}
+
+/// Runs a `pread`/`pwrite`-style call until it is not interrupted: its count, or its errno.
+fn retry(mut call: impl FnMut() -> isize) -> Result<usize, Errno> {
+    loop {
+        match usize::try_from(call()) {
+            Ok(n) => return Ok(n),
+            Err(_) => match Errno::from_io_error(&std::io::Error::last_os_error()) {
+                Some(Errno::INTR) => continue,
+                errno => return Err(errno.unwrap_or(Errno::IO)),
+            },
+        }
     }
 }
 

@@ -77,11 +77,13 @@ impl<'a> PWriteData<'a> {
     }
 
     fn read(dec: &mut Decoder<'a>) -> Result<Self, DecodeError> {
-        let offset = u64::decode(dec)?;
-        let fd = FdId::decode(dec)?;
-        let len = usize::try_from(u32::decode(dec)?).unwrap_or(usize::MAX);
-        let data = dec.take(len)?;
-        Ok(Self { offset, fd, data })
+        let head = PWriteHead::read(dec)?;
+        let data = dec.take(head.len())?;
+        Ok(Self {
+            offset: head.offset,
+            fd: head.fd,
+            data,
+        })
     }
 
     fn encode(&self, enc: &mut Encoder<'_>) {
@@ -93,6 +95,48 @@ impl<'a> PWriteData<'a> {
         self.offset.encode(enc);
         self.fd.encode(enc);
         enc.put_len_u32(self.data.len());
+    }
+}
+
+/// The fixed part of a PWrite request, the 20 bytes before its data: all a server needs
+/// to copy of a PWrite whose data it writes from where it arrived (a channel's window).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PWriteHead {
+    /// File offset.
+    pub offset: u64,
+    /// Writable open FD.
+    pub fd: FdId,
+    /// Bytes of data that follow.
+    pub count: u32,
+}
+
+impl PWriteHead {
+    /// Bytes on the wire.
+    pub const SIZE: usize = 20;
+
+    /// Decodes the fixed part at the start of a PWrite request's payload; whatever
+    /// follows it is not looked at.
+    pub fn decode(payload: &[u8]) -> Result<Self, DecodeError> {
+        Self::read(&mut Decoder::new(payload))
+    }
+
+    /// The data's length as a `usize` (saturating where `u32` does not fit, so that it
+    /// can never be taken).
+    pub fn len(&self) -> usize {
+        usize::try_from(self.count).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the request carries no data.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn read(dec: &mut Decoder<'_>) -> Result<Self, DecodeError> {
+        Ok(Self {
+            offset: u64::decode(dec)?,
+            fd: FdId::decode(dec)?,
+            count: u32::decode(dec)?,
+        })
     }
 }
 
@@ -264,5 +308,15 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(PWriteData::decode(&bytes[..cut]).is_err(), "cut at {cut}");
         }
+        // The head alone: the fixed part, whatever follows it or not.
+        let head = PWriteHead {
+            offset: owned.offset,
+            fd: owned.fd,
+            count: 5,
+        };
+        assert_eq!(PWriteHead::decode(&bytes), Ok(head));
+        assert_eq!(PWriteHead::decode(&bytes[..PWriteHead::SIZE]), Ok(head));
+        assert!(PWriteHead::decode(&bytes[..PWriteHead::SIZE - 1]).is_err());
+        assert_eq!(head.len(), 5);
     }
 }
