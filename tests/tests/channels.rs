@@ -176,6 +176,11 @@ fn writes_over_a_channel_land_whole_and_match_the_socket() {
             4
         );
         assert_eq!(opened.fd.pwrite(7, b"").unwrap(), 0);
+        // Past the host's off_t: the host's errno on either path.
+        assert_eq!(
+            lisafs_tests::errno(opened.fd.pwrite(1 << 63, b"far")),
+            Errno::EINVAL
+        );
         let (_, inodes) = client.root().walk(&[name]).unwrap();
         let read_only = inodes[0].fd.open_at(0).unwrap();
         assert_eq!(
