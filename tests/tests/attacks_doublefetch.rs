@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::thread;
 
 use lisafs_protocol::transport::channel::{Channel, SpinPolicy};
-use lisafs_protocol::transport::socket::FramedSocket;
+use lisafs_protocol::transport::socket::{Frame, FramedSocket};
 use lisafs_protocol::wire::*;
 use lisafs_tests::Gofer;
 
@@ -56,6 +56,23 @@ fn flipper(
             window.write_all_at(bytes, *offset).unwrap();
         }
     })
+}
+
+/// Walks to `name` in `dir` over the socket: its ControlFd.
+fn walk_one(sock: &mut FramedSocket, dir: FdId, name: &str) -> FdId {
+    let walk = WalkReq {
+        dir_fd: dir,
+        path: vec![SizedString::from(name)],
+    };
+    sock.send(Mid::Walk.as_u16(), &encode(&walk).unwrap(), &[])
+        .unwrap();
+    let walked = decode::<WalkResp>(sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().payload).unwrap();
+    walked.inodes[0].control_fd
+}
+
+/// The errno of an error response; `None` for any other.
+fn refusal(frame: &Frame<'_>) -> Option<Errno> {
+    (frame.mid == 0).then(|| decode::<ErrorResp>(frame.payload).unwrap().errno)
 }
 
 #[test]
@@ -112,14 +129,7 @@ fn open_flags_rewritten_while_the_server_reads_them_never_give_write_access_on_a
     let gofer = Gofer::start(GOFER, &["--readonly"]);
     fs::write(gofer.root().join("f"), b"original").unwrap();
     let (mut sock, root) = gofer.mounted_raw();
-    let walk = WalkReq {
-        dir_fd: root,
-        path: vec![SizedString::from("f")],
-    };
-    sock.send(Mid::Walk.as_u16(), &encode(&walk).unwrap(), &[])
-        .unwrap();
-    let walked = decode::<WalkResp>(sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().payload).unwrap();
-    let file = walked.inodes[0].control_fd;
+    let file = walk_one(&mut sock, root, "f");
     let (mut channel, window) = open_channel(&mut sock);
     let req = encode(&OpenAtReq {
         fd: file,
@@ -139,11 +149,8 @@ fn open_flags_rewritten_while_the_server_reads_them_never_give_write_access_on_a
         let frame = channel
             .call(Mid::OpenAt.as_u16(), &req, 1, MAX_MESSAGE_SIZE as usize)
             .unwrap();
-        if frame.mid == 0 {
-            assert_eq!(
-                decode::<ErrorResp>(frame.payload).unwrap().errno,
-                Errno::EROFS
-            );
+        if let Some(errno) = refusal(&frame) {
+            assert_eq!(errno, Errno::EROFS);
             refused += 1;
             continue;
         }
@@ -186,15 +193,8 @@ fn a_pwrite_count_rewritten_while_the_server_reads_it_never_writes_past_the_requ
     let gofer = Gofer::start(GOFER, &[]);
     fs::write(gofer.root().join("f"), b"").unwrap();
     let (mut sock, root) = gofer.mounted_raw();
-    let walk = WalkReq {
-        dir_fd: root,
-        path: vec![SizedString::from("f")],
-    };
-    sock.send(Mid::Walk.as_u16(), &encode(&walk).unwrap(), &[])
-        .unwrap();
-    let walked = decode::<WalkResp>(sock.recv(MAX_MESSAGE_SIZE, 0).unwrap().payload).unwrap();
     let open = OpenAtReq {
-        fd: walked.inodes[0].control_fd,
+        fd: walk_one(&mut sock, root, "f"),
         flags: 2, // O_RDWR
         _pad: 0,
     };
@@ -220,11 +220,8 @@ fn a_pwrite_count_rewritten_while_the_server_reads_it_never_writes_past_the_requ
         let frame = channel
             .call(Mid::PWrite.as_u16(), &req, 0, MAX_MESSAGE_SIZE as usize)
             .unwrap();
-        if frame.mid == 0 {
-            assert_eq!(
-                decode::<ErrorResp>(frame.payload).unwrap().errno,
-                Errno::EIO
-            );
+        if let Some(errno) = refusal(&frame) {
+            assert_eq!(errno, Errno::EIO);
             refused += 1;
             continue;
         }

@@ -150,11 +150,9 @@ impl Window {
         fd: BorrowedFd<'_>,
         offset: u64,
     ) -> Result<usize, Errno> {
-        self.check(at.checked_add(len).ok_or(Errno::INVAL)?)?;
-        let offset = i64::try_from(offset).map_err(|_| Errno::INVAL)?;
-        let area = self.base.as_ptr().wrapping_add(DATA_OFFSET + at);
+        let (area, offset) = (self.raw_area(at, len)?, file_offset(offset)?);
         retry(|| {
-            // SAFETY: `check` keeps `len` bytes from `area` inside the mapping, which
+            // SAFETY: `raw_area` keeps `len` bytes from `area` inside the mapping, which
             // outlives the call; the kernel writes them, and we never read them, only
             // count them. No Rust reference to them exists.
             unsafe { libc::pread(fd.as_raw_fd(), area.cast(), len, offset) }
@@ -171,16 +169,21 @@ impl Window {
         fd: BorrowedFd<'_>,
         offset: u64,
     ) -> Result<usize, Errno> {
-        self.check(at.checked_add(len).ok_or(Errno::INVAL)?)?;
-        let offset = i64::try_from(offset).map_err(|_| Errno::INVAL)?;
-        let area = self.base.as_ptr().wrapping_add(DATA_OFFSET + at);
+        let (area, offset) = (self.raw_area(at, len)?, file_offset(offset)?);
         retry(|| {
-            // SAFETY: `check` keeps `len` bytes from `area` inside the mapping, which
+            // SAFETY: `raw_area` keeps `len` bytes from `area` inside the mapping, which
             // outlives the call; only the kernel reads them. The peer may change them
             // meanwhile, and the file then gets what it left there: its own data to
             // choose. No Rust reference to them exists.
             unsafe { libc::pwrite(fd.as_raw_fd(), area.cast_const().cast(), len, offset) }
         })
+    }
+
+    /// Where `len` bytes at `at` in the data area start, if they are inside it: a pointer
+    /// for the kernel alone to use.
+    fn raw_area(&self, at: usize, len: usize) -> Result<*mut u8, Errno> {
+        self.check(at.checked_add(len).ok_or(Errno::INVAL)?)?;
+        Ok(self.base.as_ptr().wrapping_add(DATA_OFFSET + at))
     }
 
     fn check(&self, end: usize) -> Result<(), Errno> {
@@ -189,6 +192,11 @@ impl Window {
         }
         Ok(())
     }
+}
+
+/// A file offset as the kernel's `off_t`; `EINVAL` beyond it, as the kernel answers.
+fn file_offset(offset: u64) -> Result<i64, Errno> {
+    i64::try_from(offset).map_err(|_| Errno::INVAL)
 }
 
 /// Runs a `pread`/`pwrite`-style call until it is not interrupted: its count, or its errno.
