@@ -3,9 +3,10 @@
 //! The window is shared with the peer process, which may be hostile and may write to it at
 //! any moment. So no Rust reference to window memory is ever created except the
 //! `AtomicU32` control words: payload bytes move only by copying through raw pointers into
-//! or out of our own buffers, and what is copied out is validated after the copy, or by
-//! the kernel, which `pread(2)` and `pwrite(2)` (through `libc`: rustix takes slices)
-//! hand raw pointers into the window ([`Window::pread_into`], [`Window::pwrite_from`]).
+//! or out of our own buffers (what is copied out is validated after the copy), or by the
+//! kernel, to which `pread(2)` and `pwrite(2)` hand raw pointers into the window
+//! ([`Window::pread_into`], [`Window::pwrite_from`]; through `libc`, as rustix takes
+//! slices).
 #![allow(unsafe_code)] // Reason: mmap of a shared memfd, and access to memory another process writes.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
