@@ -45,3 +45,8 @@ fn roundtrip_seeds() {
 fn socket_stream_seeds() {
     replay("socket_stream", fuzzing::socket_stream);
 }
+
+#[test]
+fn channel_requests_seeds() {
+    replay("channel_requests", fuzzing::channel_requests);
+}
