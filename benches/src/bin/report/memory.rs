@@ -2,8 +2,9 @@
 //! and Close, Getdents64, and MkdirAt with UnlinkAt, over a channel, against `gofer --memory`
 //! serving a copy of the benchmark tree (`--memory-from`) and against the host gofer on
 //! the tree itself, both with default flags otherwise, next to the channel ping-pong floor
-//! measured in the same section: with no host system call in the way, the memory
-//! backend's FStat shows what the protocol and the server cost on their own.
+//! measured in the same section: the memory backend's FStat shows what the protocol and
+//! the server cost, plus one `statx` (the file is a memfd, whose size and times clients
+//! change through donated FDs, so its FStat asks the kernel for them).
 
 use std::fmt::Write as _;
 use std::path::Path;
