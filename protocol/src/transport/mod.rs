@@ -10,3 +10,15 @@ pub mod socket;
 mod spin;
 
 pub use spin::SpinPolicy;
+
+use rustix::io::Errno;
+
+/// Runs `call` until it is not interrupted by a signal (`EINTR`).
+pub(crate) fn retry_intr<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
+    loop {
+        match call() {
+            Err(Errno::INTR) => continue,
+            other => return other,
+        }
+    }
+}

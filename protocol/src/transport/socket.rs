@@ -22,6 +22,7 @@ use rustix::net::{
 };
 use zerocopy::IntoBytes;
 
+use crate::transport::retry_intr;
 use crate::transport::spin::{AdaptiveSpin, SpinPolicy, SHORT_FLOOR};
 use crate::wire::{SocketHeader, MAX_MESSAGE_SIZE};
 
@@ -486,13 +487,4 @@ fn read_payload_end(fd: &OwnedFd, buf: &mut [u8], len: usize) -> Result<(), Sock
         },
         err => err,
     })
-}
-
-fn retry_intr<T>(mut call: impl FnMut() -> Result<T, Errno>) -> Result<T, Errno> {
-    loop {
-        match call() {
-            Err(Errno::INTR) => continue,
-            other => return other,
-        }
-    }
 }

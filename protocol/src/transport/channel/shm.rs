@@ -17,6 +17,8 @@ use rustix::fs::{fcntl_add_seals, ftruncate, memfd_create, MemfdFlags, SealFlags
 use rustix::io::Errno;
 use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
 
+use crate::transport::retry_intr;
+
 /// Offset of the connection state word (the futex).
 const STATE_OFFSET: usize = 0;
 /// Offset of the data length word.
@@ -152,11 +154,11 @@ impl Window {
         offset: u64,
     ) -> Result<usize, Errno> {
         let (area, offset) = (self.raw_area(at, len)?, file_offset(offset)?);
-        retry(|| {
+        retry_intr(|| {
             // SAFETY: `raw_area` keeps `len` bytes from `area` inside the mapping, which
             // outlives the call; the kernel writes them, and we never read them, only
             // count them. No Rust reference to them exists.
-            unsafe { libc::pread(fd.as_raw_fd(), area.cast(), len, offset) }
+            counted(unsafe { libc::pread(fd.as_raw_fd(), area.cast(), len, offset) })
         })
     }
 
@@ -171,12 +173,12 @@ impl Window {
         offset: u64,
     ) -> Result<usize, Errno> {
         let (area, offset) = (self.raw_area(at, len)?, file_offset(offset)?);
-        retry(|| {
+        retry_intr(|| {
             // SAFETY: `raw_area` keeps `len` bytes from `area` inside the mapping, which
             // outlives the call; only the kernel reads them. The peer may change them
             // meanwhile, and the file then gets what it left there: its own data to
             // choose. No Rust reference to them exists.
-            unsafe { libc::pwrite(fd.as_raw_fd(), area.cast_const().cast(), len, offset) }
+            counted(unsafe { libc::pwrite(fd.as_raw_fd(), area.cast_const().cast(), len, offset) })
         })
     }
 
@@ -200,17 +202,10 @@ fn file_offset(offset: u64) -> Result<i64, Errno> {
     i64::try_from(offset).map_err(|_| Errno::INVAL)
 }
 
-/// Runs a `pread`/`pwrite`-style call until it is not interrupted: its count, or its errno.
-fn retry(mut call: impl FnMut() -> isize) -> Result<usize, Errno> {
-    loop {
-        match usize::try_from(call()) {
-            Ok(n) => return Ok(n),
-            Err(_) => match Errno::from_io_error(&std::io::Error::last_os_error()) {
-                Some(Errno::INTR) => continue,
-                errno => return Err(errno.unwrap_or(Errno::IO)),
-            },
-        }
-    }
+/// A `pread`/`pwrite`-style return value: the count, or the errno it left.
+fn counted(ret: isize) -> Result<usize, Errno> {
+    usize::try_from(ret)
+        .map_err(|_| Errno::from_io_error(&std::io::Error::last_os_error()).unwrap_or(Errno::IO))
 }
 
 impl Drop for Window {
