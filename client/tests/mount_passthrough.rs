@@ -8,48 +8,12 @@ mod mount_harness;
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use mount_harness::{findmnt, mount_bin, ready, wait_for, Dirs, LIVENESS};
-use rustix::process::{kill_process, Pid, Signal};
-
-/// A foreground `lisafs-mount --root b` on `m` with `args`, stopped and reaped on drop.
-struct Mount {
-    child: Child,
-}
-
-impl Mount {
-    fn new(dirs: &Dirs, args: &[&str]) -> Self {
-        let child = Command::new(mount_bin())
-            .args(["--foreground", "--root"])
-            .arg(dirs.path("b"))
-            .arg(dirs.m())
-            .args(args)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_for("mounted", || {
-            findmnt(&dirs.m(), Some("fuse.lisafs")).is_some()
-        });
-        Self { child }
-    }
-
-    fn signal(&self, signal: Signal) {
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap();
-        kill_process(pid, signal).unwrap();
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        self.signal(Signal::CONT);
-        self.signal(Signal::TERM);
-        self.child.wait().unwrap();
-    }
-}
+use mount_harness::{ready, Dirs, Mount, LIVENESS};
+use rustix::process::Signal;
 
 /// Runs `io` while the bridge is stopped: `Some(result)` if it finished within `wait`
 /// (then the bridge had no part in it), `None` if it was still waiting for the bridge.

@@ -1,12 +1,6 @@
 //! A Getdents64 reply being filled, within lisafs's limits, for any backend.
 
-use lisafs_protocol::wire::{Dirent64, DirentList, MAX_MESSAGE_SIZE};
-
-/// What Linux charges for an entry in a `getdents64` buffer, the unit of Getdents64's
-/// budget: `struct linux_dirent64` is 19 bytes plus the name and its NUL, rounded up to 8.
-pub fn linux_reclen(name_len: usize) -> usize {
-    (19 + name_len + 1).next_multiple_of(8)
-}
+use lisafs_protocol::wire::{linux_reclen, Dirent64, DirentList, MAX_MESSAGE_SIZE};
 
 /// Entries of one Getdents64 reply: each charged its [`linux_reclen`] against the budget
 /// the client asked for, and the reply kept within one message and 65,535 entries.
@@ -56,15 +50,6 @@ mod tests {
             name,
             ..Dirent64::default()
         }
-    }
-
-    #[test]
-    fn reclen_matches_linux_dirent64() {
-        // 19 bytes of header, the name, its NUL, rounded up to 8.
-        assert_eq!(linux_reclen(1), 24);
-        assert_eq!(linux_reclen(4), 24);
-        assert_eq!(linux_reclen(5), 32);
-        assert_eq!(linux_reclen(255), 280);
     }
 
     #[test]

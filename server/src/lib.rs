@@ -25,9 +25,10 @@ mod walk_cache;
 
 pub use backend::{BResult, Backend, Create, Created, Mounted, Node, OpenFlags, Opened, SharedFd};
 pub use context::RequestContext;
-pub use dirent_batch::{linux_reclen, DirentBatch};
+pub use dirent_batch::DirentBatch;
 pub use hooks::{Hook, Hooked, Op, OpClass};
 pub use idmap::{IdMap, IdRange};
+pub use lisafs_protocol::wire::linux_reclen;
 pub use metrics::Metrics;
 pub use name::Name;
 pub use refusal::Refusal;

@@ -9,6 +9,8 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use rustix::process::{kill_process, Pid, Signal};
+
 /// How long anything may take before the test calls it hung: far above a real run.
 pub(crate) const LIVENESS: Duration = Duration::from_secs(60);
 
@@ -136,6 +138,45 @@ pub(crate) fn mount(dirs: &Dirs, share: &str, args: &[&str]) {
 pub(crate) fn umount(path: &Path) {
     let status = Command::new("umount").arg(path).status().unwrap();
     assert!(status.success());
+}
+
+/// A foreground `lisafs-mount --root b` on `m` with `args`, stopped and reaped on drop.
+pub(crate) struct Mount {
+    child: Child,
+}
+
+impl Mount {
+    pub(crate) fn new(dirs: &Dirs, args: &[&str]) -> Self {
+        let child = Command::new(mount_bin())
+            .args(["--foreground", "--root"])
+            .arg(dirs.path("b"))
+            .arg(dirs.m())
+            .args(args)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for("mounted", || {
+            findmnt(&dirs.m(), Some("fuse.lisafs")).is_some()
+        });
+        Self { child }
+    }
+
+    pub(crate) fn signal(&self, signal: Signal) {
+        kill_process(self.pid(), signal).unwrap();
+    }
+
+    /// The bridge's process ID.
+    pub(crate) fn pid(&self) -> Pid {
+        Pid::from_raw(i32::try_from(self.child.id()).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        self.signal(Signal::CONT);
+        self.signal(Signal::TERM);
+        self.child.wait().unwrap();
+    }
 }
 
 /// Waits until `done` holds, failing after [`LIVENESS`].

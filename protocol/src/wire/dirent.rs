@@ -16,6 +16,12 @@ use crate::wire::DecodeError;
 /// `off`, `d_type` and the name's `u16` length.
 pub const DIRENT64_FIXED_SIZE: usize = 27;
 
+/// What Linux charges for an entry in a `getdents64` buffer, the unit of Getdents64's
+/// budget: `struct linux_dirent64` is 19 bytes plus the name and its NUL, rounded up to 8.
+pub fn linux_reclen(name_len: usize) -> usize {
+    (19 + name_len + 1).next_multiple_of(8)
+}
+
 /// One directory entry of a Getdents64 response (SPEC.md §3.7: 27 bytes + name), its
 /// name borrowed from the [`DirentList`] that holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -233,6 +239,15 @@ impl<'a> arbitrary::Arbitrary<'a> for DirentList {
 mod tests {
     use super::*;
     use crate::wire::{decode, encode};
+
+    #[test]
+    fn reclen_matches_linux_dirent64() {
+        // 19 bytes of header, the name, its NUL, rounded up to 8.
+        assert_eq!(linux_reclen(1), 24);
+        assert_eq!(linux_reclen(4), 24);
+        assert_eq!(linux_reclen(5), 32);
+        assert_eq!(linux_reclen(255), 280);
+    }
 
     fn entry(ino: u64, name: &[u8]) -> Dirent64<'_> {
         Dirent64 {

@@ -19,7 +19,7 @@ mod msg;
 mod types;
 
 pub use codec::{decode, encode, encode_into, DecodeError, Decoder, EncodeError, Encoder, Wire};
-pub use dirent::{Dirent64, DirentIter, DirentList, DIRENT64_FIXED_SIZE};
+pub use dirent::{linux_reclen, Dirent64, DirentIter, DirentList, DIRENT64_FIXED_SIZE};
 pub use errno::Errno;
 pub use header::{ChannelHeader, SocketHeader, DEFAULT_CLIENT_MAX_MESSAGE_SIZE, MAX_MESSAGE_SIZE};
 pub use mid::{Mid, UnknownMid};

@@ -17,7 +17,7 @@
 //! | open, opendir | OpenAt |
 //! | read, write, fsync, fallocate | the donated host FD, else PRead, PWrite, FSync, FAllocate |
 //! | flush | Flush; not even asked for (`FOPEN_NOFLUSH`) when the gofer does not list it, as ours and gVisor's do not |
-//! | readdir | Getdents64, only for entries not read yet (see `handles.rs`) |
+//! | readdir | Getdents64, only for entries not read yet; a long listing's next batch read ahead (see `handles.rs`) |
 //! | get/set/list/removexattr | FGetXattr, FSetXattr, FListXattr, FRemoveXattr |
 //! | forget, release, releasedir | none: dropped FDIDs join the client's batched Close |
 

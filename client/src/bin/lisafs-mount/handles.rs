@@ -10,19 +10,26 @@
 //! the bridge gives entry `i` of the listing the offset `i + 1`, serves seeks back from its
 //! copy, reads on when asked past it, and rereads from the start when asked for offset 0
 //! again (`rewinddir`), so that a rewound listing sees the directory as it is now.
+//! While the kernel takes one batch of a long listing, the next is already being read
+//! (`ReadAhead`): the gofer's `getdents64` on the host then overlaps the kernel's work
+//! instead of following it.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
+use std::sync::{Arc, OnceLock};
 
 use lisafs_client::{OpenFd, Result};
+use lisafs_protocol::wire::{linux_reclen, DirentList};
 use parking_lot::Mutex;
 
 use crate::passthrough::Grant;
 
 /// Getdents64 budget per RPC (gVisor's client uses the same).
 const GETDENTS_BUDGET: i32 = 65_536;
+/// The same, in bytes.
+const BUDGET: usize = GETDENTS_BUDGET.unsigned_abs() as usize;
 
 /// An open regular file (or anything that is not a directory).
 pub(crate) struct FileHandle {
@@ -41,7 +48,7 @@ pub(crate) struct Entry<'a> {
 
 /// An open directory and the part of its listing read so far.
 pub(crate) struct DirHandle {
-    fd: OpenFd,
+    fd: Arc<OpenFd>,
     state: Mutex<Listing>,
 }
 
@@ -54,6 +61,8 @@ struct Listing {
     eof: bool,
     /// Whether the server's position is at the start (nothing read since open or rewind).
     fresh: bool,
+    /// The next batch, being read by the [`ReadAhead`] thread.
+    ahead: Option<Receiver<Result<DirentList>>>,
 }
 
 impl DirHandle {
@@ -66,25 +75,33 @@ impl DirHandle {
             names: Vec::new(),
             eof: false,
             fresh: true,
+            ahead: None,
         };
         for name in [&b"."[..], b".."] {
             listing.push(self_ino, DT_DIR, name);
         }
         Self {
-            fd,
+            fd: Arc::new(fd),
             state: Mutex::new(listing),
         }
     }
 
     /// Calls `add(offset_of_next, entry)` for the entries from FUSE offset `offset` on,
-    /// until it returns `true` (the reply buffer is full) or the listing ends.
+    /// until it returns `true` (the reply buffer is full) or the listing ends; a long
+    /// listing's next batch is read ahead by `read_ahead`.
     pub(crate) fn read(
         &self,
         offset: u64,
+        read_ahead: &ReadAhead,
         mut add: impl FnMut(u64, &Entry<'_>) -> bool,
     ) -> Result<()> {
         let mut listing = self.state.lock();
         if offset == 0 && !listing.fresh {
+            // The server's position is one stream: the rewind must come after the batch
+            // still being read, which is dropped.
+            if let Some(pending) = listing.ahead.take() {
+                let _ = pending.recv();
+            }
             listing.truncate(2);
             listing.eof = false;
             listing.fresh = true;
@@ -106,13 +123,23 @@ impl DirHandle {
             } else {
                 GETDENTS_BUDGET
             };
-            let dirents = self.fd.getdents64(count)?;
+            let dirents = match listing.ahead.take().map(|pending| pending.recv()) {
+                Some(Ok(batch)) => batch?,
+                // Not read ahead, or the thread is gone before it read: read it here.
+                None | Some(Err(_)) => self.fd.getdents64(count)?,
+            };
             listing.fresh = false;
-            if dirents.is_empty() {
-                listing.eof = true;
-            }
+            listing.eof = dirents.is_empty();
+            let mut charged = 0;
             for dirent in &dirents {
+                charged += linux_reclen(dirent.name.len());
                 listing.push(dirent.ino, dirent.d_type, dirent.name);
+            }
+            // A batch that took most of its budget was cut short by it: more follows.
+            // (Reading ahead the empty last batch of a short listing costs it a hand-over
+            // between threads and gains nothing.)
+            if charged > BUDGET / 2 {
+                listing.ahead = read_ahead.start(&self.fd);
             }
         }
     }
@@ -174,6 +201,44 @@ pub(crate) enum Handle {
 pub(crate) struct Handles {
     next: AtomicU64,
     map: Mutex<HashMap<u64, Arc<Handle>>>,
+    /// Reads directory listings' next batches.
+    pub(crate) read_ahead: ReadAhead,
+}
+
+/// A request for the next batch of a listing, and where its result goes.
+type Job = (Arc<OpenFd>, SyncSender<Result<DirentList>>);
+
+/// One thread for the mount that reads the next Getdents64 batch of a listing while the
+/// FUSE thread hands the last one to the kernel. Started at the first long listing (after
+/// any daemonizing fork); a listing whose request it cannot take reads on the FUSE
+/// thread as before.
+#[derive(Default)]
+pub(crate) struct ReadAhead {
+    jobs: OnceLock<Sender<Job>>,
+}
+
+impl ReadAhead {
+    /// Starts reading `fd`'s next batch; `None` if the thread cannot take it.
+    fn start(&self, fd: &Arc<OpenFd>) -> Option<Receiver<Result<DirentList>>> {
+        let jobs = self.jobs.get_or_init(|| {
+            let (jobs, queue) = mpsc::channel::<Job>();
+            let spawned = std::thread::Builder::new()
+                .name("lisafs-readahead".into())
+                .spawn(move || {
+                    for (fd, result) in queue {
+                        // The listing may be gone (closed, rewound): nobody to tell.
+                        let _ = result.send(fd.getdents64(GETDENTS_BUDGET));
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::warn!(%err, "no read-ahead thread: listings read in turn");
+            }
+            jobs
+        });
+        let (result, pending) = mpsc::sync_channel(1);
+        jobs.send((Arc::clone(fd), result)).ok()?;
+        Some(pending)
+    }
 }
 
 impl Handles {

@@ -192,7 +192,8 @@ impl LisaFs {
         let Handle::Dir(dir) = &*handle else {
             return Err(fuser::Errno::ENOTDIR);
         };
-        dir.read(offset, add).map_err(|err| self.fail(err))
+        dir.read(offset, &self.handles.read_ahead, add)
+            .map_err(|err| self.fail(err))
     }
 
     /// release and releasedir: the handle's OpenFd joins the batched Close, its host FD
