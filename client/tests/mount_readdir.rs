@@ -9,7 +9,7 @@ mod mount_harness;
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mount_harness::{ready, wait_for, Dirs, Mount};
 use rustix::fs::{Dir, Mode, OFlags};
@@ -19,17 +19,44 @@ use rustix::process::Pid;
 /// six batches in all (the last one short).
 const ENTRIES: usize = 6_000;
 
-/// `b/long` with [`ENTRIES`] empty files; their names.
-fn long_dir(dirs: &Dirs) -> BTreeSet<String> {
-    let dir = dirs.path("b").join("long");
-    fs::create_dir(&dir).unwrap();
-    (0..ENTRIES)
-        .map(|i| {
-            let name = format!("entry-{i:06}-{}", "x".repeat(26));
-            fs::write(dir.join(&name), b"").unwrap();
-            name
-        })
-        .collect()
+/// A mount of `b`, which holds `long` with [`ENTRIES`] empty files. Fields drop in
+/// order: the mount goes before its directories.
+struct LongDir {
+    mount: Mount,
+    /// The names in `long`.
+    names: BTreeSet<String>,
+    dirs: Dirs,
+}
+
+impl LongDir {
+    /// `None` where mounting cannot be tried.
+    fn mount() -> Option<Self> {
+        if !ready() {
+            return None;
+        }
+        let dirs = Dirs::new();
+        let dir = dirs.path("b").join("long");
+        fs::create_dir(&dir).unwrap();
+        let names = (0..ENTRIES)
+            .map(|i| {
+                let name = format!("entry-{i:06}-{}", "x".repeat(26));
+                fs::write(dir.join(&name), b"").unwrap();
+                name
+            })
+            .collect();
+        let mount = Mount::new(&dirs, &[]);
+        Some(Self { mount, names, dirs })
+    }
+
+    /// `long` on the host.
+    fn host(&self) -> PathBuf {
+        self.dirs.path("b").join("long")
+    }
+
+    /// `long` through the mount.
+    fn mounted(&self) -> PathBuf {
+        self.dirs.m().join("long")
+    }
 }
 
 fn open_dir(path: &Path) -> Dir {
@@ -68,34 +95,27 @@ fn with_dots(mut names: BTreeSet<String>) -> BTreeSet<String> {
 
 #[test]
 fn a_long_listing_comes_out_whole_and_once() {
-    if !ready() {
+    let Some(long) = LongDir::mount() else {
         return;
-    }
-    let dirs = Dirs::new();
-    let expected = long_dir(&dirs);
-    let _mount = Mount::new(&dirs, &[]);
-    let long = dirs.m().join("long");
+    };
     for _ in 0..3 {
-        let listed = next(&mut open_dir(&long), usize::MAX);
-        assert_eq!(as_set(&listed), with_dots(expected.clone()));
+        let listed = next(&mut open_dir(&long.mounted()), usize::MAX);
+        assert_eq!(as_set(&listed), with_dots(long.names.clone()));
     }
     // std's walk, as programs list: the same names.
-    let std_names: BTreeSet<String> = fs::read_dir(&long)
+    let std_names: BTreeSet<String> = fs::read_dir(long.mounted())
         .unwrap()
         .map(|entry| entry.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(std_names, expected);
+    assert_eq!(std_names, long.names);
 }
 
 #[test]
 fn seeking_back_and_rewinding_midway_see_what_a_local_directory_shows() {
-    if !ready() {
+    let Some(long) = LongDir::mount() else {
         return;
-    }
-    let dirs = Dirs::new();
-    let expected = long_dir(&dirs);
-    let _mount = Mount::new(&dirs, &[]);
-    let mut dir = open_dir(&dirs.m().join("long"));
+    };
+    let mut dir = open_dir(&long.mounted());
 
     // Two and a half batches in: the third is being read ahead.
     let first = next(&mut dir, 2_600);
@@ -106,9 +126,9 @@ fn seeking_back_and_rewinding_midway_see_what_a_local_directory_shows() {
     assert_eq!(names(&next(&mut dir, after_mark.len())), after_mark);
 
     // A file made meanwhile shows after a rewind, and nothing comes twice.
-    fs::write(dirs.path("b").join("long").join("late"), b"").unwrap();
+    fs::write(long.host().join("late"), b"").unwrap();
     dir.rewind();
-    let mut now = expected.clone();
+    let mut now = long.names.clone();
     now.insert("late".into());
     assert_eq!(as_set(&next(&mut dir, usize::MAX)), with_dots(now.clone()));
 
@@ -142,19 +162,15 @@ fn open_fds(pid: Pid) -> usize {
 
 #[test]
 fn listings_closed_midway_leave_nothing_open_on_the_gofer() {
-    if !ready() {
+    let Some(long) = LongDir::mount() else {
         return;
-    }
-    let dirs = Dirs::new();
-    let expected = long_dir(&dirs);
-    let mount = Mount::new(&dirs, &[]);
-    let long = dirs.m().join("long");
-    let gofer = serving_gofer(mount.pid());
+    };
+    let gofer = serving_gofer(long.mount.pid());
     let before = open_fds(gofer);
     // Each stops with the next batch being read ahead; 300 are three batched Closes.
     const LISTINGS: usize = 300;
     for _ in 0..LISTINGS {
-        assert_eq!(next(&mut open_dir(&long), 1_100).len(), 1_100);
+        assert_eq!(next(&mut open_dir(&long.mounted()), 1_100).len(), 1_100);
     }
     // At most one Close batch may still be waiting; a listing that kept its OpenFd would
     // leave LISTINGS more.
@@ -162,6 +178,6 @@ fn listings_closed_midway_leave_nothing_open_on_the_gofer() {
         open_fds(gofer) < before + lisafs_client::CLOSE_BATCH + 10
     });
     // And the mount still lists.
-    let listed = next(&mut open_dir(&long), usize::MAX);
-    assert_eq!(as_set(&listed), with_dots(expected));
+    let listed = next(&mut open_dir(&long.mounted()), usize::MAX);
+    assert_eq!(as_set(&listed), with_dots(long.names.clone()));
 }
