@@ -7,6 +7,12 @@
 #
 #   bash benches/gvisor/run.sh            # ROUNDS=3 DUR=2s by default
 #   ROUNDS=5 DUR=1s GOFER=target/release/gofer bash benches/gvisor/run.sh
+#   PIN=0 bash benches/gvisor/run.sh      # server and client both on CPU 0 (taskset)
+#   MEMORY=1 bash benches/gvisor/run.sh   # ours serves its memory backend (--memory)
+#
+# PIN takes where the kernel puts the two ends out of the comparison; MEMORY takes out
+# most of the host system calls of ours: together they bound what any gofer could gain
+# under this client on this machine.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,6 +21,8 @@ harness=${LISAFS_HARNESS:-$repo/../shared/gvisor-peer/lisafs-harness}
 gofer=${GOFER:-$repo/target/release/gofer}
 rounds=${ROUNDS:-3}
 dur=${DUR:-2s}
+pin=()
+[[ -n ${PIN:-} ]] && pin=(taskset -c "$PIN")
 
 if [[ ! -x $harness ]]; then
     echo "benches/gvisor: no lisafs-harness at $harness (set LISAFS_HARNESS); nothing measured"
@@ -39,8 +47,12 @@ mount -t tmpfs -o size=1g tmpfs "$work/tmpfs" 2>/dev/null || true
 
 start() { # server root socket
     case $1 in
-        gvisor) "$harness" serve --root "$2" --sock "$3" 2>"$work/server.log" & ;;
-        ours) "$gofer" --root "$2" --socket "$3" --log-level warn 2>"$work/server.log" & ;;
+        gvisor) "${pin[@]}" "$harness" serve --root "$2" --sock "$3" 2>"$work/server.log" & ;;
+        ours)
+            local tree=(--root "$2")
+            [[ ${MEMORY:-0} == 1 ]] && tree=(--memory)
+            "${pin[@]}" "$gofer" "${tree[@]}" --socket "$3" --log-level warn 2>"$work/server.log" &
+            ;;
     esac
     server_pid=$!
     for _ in $(seq 500); do
@@ -69,7 +81,7 @@ for mode in channels socket; do
             mkdir "$root"
             start "$server" "$root" "$sock"
             echo "benches/gvisor: $mode, round $round, $server" >&2
-            "$harness" bench --sock "$sock" --dur "$dur" --json "${flags[@]}" \
+            "${pin[@]}" "$harness" bench --sock "$sock" --dur "$dur" --json "${flags[@]}" \
                 >"$work/json/$mode.$server.$round.json"
             stop
             rm -rf "$root"
@@ -77,6 +89,7 @@ for mode in channels socket; do
     done
 done
 
+echo "PIN=${PIN:-none} MEMORY=${MEMORY:-0}"
 python3 - "$work/json" "$(cat /proc/loadavg)" <<'PY'
 import json, os, statistics, sys
 
