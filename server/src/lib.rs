@@ -28,7 +28,6 @@ pub use context::RequestContext;
 pub use dirent_batch::DirentBatch;
 pub use hooks::{Hook, Hooked, Op, OpClass};
 pub use idmap::{IdMap, IdRange};
-pub use lisafs_protocol::wire::linux_reclen;
 pub use metrics::Metrics;
 pub use name::Name;
 pub use refusal::Refusal;
